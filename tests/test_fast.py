@@ -1,0 +1,78 @@
+"""The merged-ΔW VeRA kernel computes the same function and gradients as the reference path."""
+
+import pytest
+import torch
+
+import veralab as vl
+from veralab.fast import prefer_merged_path
+from veralab.layers import AdaptedLinear
+
+
+def _pair(**kwargs):
+    torch.manual_seed(0)
+    base = torch.nn.Linear(48, 40)
+    layers = []
+    for fast_path in ("never", "always"):
+        holder = torch.nn.Module()
+        holder.query = torch.nn.Linear(48, 40)
+        holder.query.load_state_dict(base.state_dict())
+        vl.add_adapters(holder, vl.AdapterConfig(rank=64, fast_path=fast_path, target_modules=("query",), train_head=False, **kwargs))
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(3)
+            for p in holder.parameters():
+                if p.requires_grad:
+                    p.copy_(torch.randn(p.shape, generator=g))
+        layers.append(holder.query)
+    return layers
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"train_b": False, "d_init": 0.0}, {"train_d": False}])
+def test_fast_path_matches_reference_in_float32(kwargs):
+    ref, fast = _pair(**kwargs)
+    x = torch.randn(4, 33, 48, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    y_ref, y_fast = ref(x), fast(x2)
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y_ref)
+    y_ref.backward(g)
+    y_fast.backward(g)
+    torch.testing.assert_close(x2.grad, x.grad, rtol=1e-5, atol=1e-5)
+    for name, p in ref.named_parameters():
+        if p.requires_grad:
+            q = dict(fast.named_parameters())[name]
+            assert torch.linalg.norm(q.grad - p.grad) <= 1e-5 * torch.linalg.norm(p.grad), name
+
+
+def test_fast_path_in_bfloat16_autocast_is_within_1e_2():
+    ref, fast = _pair()
+    x = torch.randn(4, 33, 48)
+    with torch.no_grad():
+        y32 = ref(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_fast = fast(x)
+    assert y_fast.dtype == torch.bfloat16
+    assert torch.linalg.norm(y_fast.float() - y32) <= 1e-2 * torch.linalg.norm(y32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast(x).float().pow(2).mean().backward()
+    ref(x).pow(2).mean().backward()
+    for name, p in ref.named_parameters():
+        if p.requires_grad:
+            q = dict(fast.named_parameters())[name]
+            assert q.grad.dtype == torch.float32
+            assert torch.linalg.norm(q.grad - p.grad) <= 1e-2 * torch.linalg.norm(p.grad), name
+
+
+def test_auto_choice_follows_the_cost_model():
+    # inference: merged iff T > m·n/(m+n)
+    assert not prefer_merged_path(383, 768, 768, 1024, training=False)
+    assert prefer_merged_path(385, 768, 768, 1024, training=False)
+    # training at r=1024 on a 768-wide layer: merged from about 1.2k tokens; at small rank, never
+    assert prefer_merged_path(64 * 256, 768, 768, 1024, training=True)
+    assert not prefer_merged_path(64 * 256, 768, 768, 8, training=True)
+
+
+def test_dropout_forces_the_reference_path():
+    holder = torch.nn.Module()
+    holder.query = torch.nn.Linear(8, 8)
+    vl.add_adapters(holder, vl.AdapterConfig(rank=4, dropout=0.1, fast_path="always", target_modules=("query",)))
+    assert isinstance(holder.query, AdaptedLinear) and not holder.query.deltas["out"].wants_fused(10_000, True)
