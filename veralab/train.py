@@ -1,0 +1,113 @@
+"""The training loop shared by every study: AdamW with separate adapter and head learning rates, linear warmup
+and decay, gradient clipping, bf16 autocast on CUDA, an evaluation every epoch, and a stop on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: training stops and the run record says when."""
+
+
+def quiet() -> bool:
+    """True under papermill sweeps (the runner sets VERALAB_QUIET=1): progress bars would bloat executed notebooks."""
+    return os.environ.get("VERALAB_QUIET", "") not in ("", "0")
+
+
+def progress(**kwargs):
+    """tqdm: a widget in JupyterLab when ipywidgets is there, text otherwise, nothing under a sweep."""
+    if quiet():
+        from tqdm import tqdm
+
+        return tqdm(disable=True, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tqdm.auto warns when ipywidgets is missing, then falls back to text
+        from tqdm.auto import tqdm
+    return tqdm(mininterval=1.0, **kwargs)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def parameter_groups(model, head_modules, lr: float, head_lr: float, weight_decay: float) -> list[dict]:
+    head_ids = {id(p) for h in head_modules for p in model.get_submodule(h).parameters()}
+    head = [p for p in model.parameters() if p.requires_grad and id(p) in head_ids]
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "adapter"},
+              {"params": head, "lr": head_lr, "weight_decay": weight_decay, "name": "head"}]
+    return [g for g in groups if g["params"]]
+
+
+def warmup_linear(optimizer, warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if logits.shape[-1] == 1:  # regression (STS-B)
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluate: Callable[[], dict], *,
+        epochs: int, groups: list[dict], warmup_ratio: float, max_grad_norm: float, device: torch.device,
+        forward: Callable, headline: str, higher_is_better: bool = True) -> dict:
+    """Train; returns per-epoch history and timing. `batches(epoch)` yields (inputs, labels) on the device."""
+    optimizer = torch.optim.AdamW(groups)
+    total = epochs * steps_per_epoch
+    scheduler = warmup_linear(optimizer, int(warmup_ratio * total), total)
+    params = [p for g in groups for p in g["params"]]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
+        "cpu", enabled=False)
+    history, samples, step = [], 0, 0
+    bar = progress(total=total, desc="train", leave=False)
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        epoch_start, losses = time.perf_counter(), []
+        for inputs, labels in batches(epoch):
+            with autocast:
+                loss = loss_fn(forward(model, inputs), labels)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
+                                       f"try a lower learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            samples += len(labels)
+            step += 1
+            bar.update(1)
+        train_seconds = time.perf_counter() - epoch_start
+        metrics = evaluate()
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
+                        "validation": metrics, "train_seconds": round(train_seconds, 3)})
+        bar.set_postfix({headline: f"{metrics[headline]:.4f}"})
+    bar.close()
+    seconds = time.perf_counter() - start
+    pick = max if higher_is_better else min
+    best = pick(history, key=lambda h: h["validation"][headline])
+    return {"history": history, "best": {"epoch": best["epoch"], **best["validation"]},
+            "final": dict(history[-1]["validation"]), "steps": step, "samples": samples,
+            "train_seconds": round(sum(h["train_seconds"] for h in history), 3), "seconds": round(seconds, 3)}
