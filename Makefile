@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: setup test lint all sweeps figures constraints clean-runs
+.PHONY: setup system-data test lint all sweeps figures constraints clean-runs
 
 setup: $(STAMP)
 
@@ -26,10 +26,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
+# Fashion-MNIST (only to re-pretrain the tiny ViT, and its test): a Debian package, installed when we are root.
+system-data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
+
 lint: setup
 	$(BIN)/ruff check veralab tests benchmarks
 
-test: setup lint
+test: setup system-data lint
 	$(BIN)/python -m pytest -q
 
 RESULTS ?= results/default

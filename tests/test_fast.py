@@ -66,7 +66,9 @@ def test_auto_choice_follows_the_cost_model():
     # inference: merged iff T > m·n/(m+n)
     assert not prefer_merged_path(383, 768, 768, 1024, training=False)
     assert prefer_merged_path(385, 768, 768, 1024, training=False)
-    # training at r=1024 on a 768-wide layer: merged from about 1.2k tokens; at small rank, never
+    # training at r=1024 on a 768-wide layer: merged from about 470 tokens; at small rank, never
+    assert not prefer_merged_path(400, 768, 768, 1024, training=True)
+    assert prefer_merged_path(600, 768, 768, 1024, training=True)
     assert prefer_merged_path(64 * 256, 768, 768, 1024, training=True)
     assert not prefer_merged_path(64 * 256, 768, 768, 8, training=True)
 

@@ -122,7 +122,8 @@ def _text_setup(config: RunConfig, device):
     data = load_text_task(config.task, config.glue_dir)
     model, tokenizer = load_text_model(config.model_name, data.num_labels)
     train_texts, train_labels = subsample(*data.splits["train"], config.max_train_samples, config.run_seed)
-    evals = {name: subsample(*split, config.max_eval_samples, 0) for name, split in data.splits.items() if name != "train"}
+    evals = {name: subsample(*split, config.max_eval_samples, 0)
+             for name, split in data.splits.items() if name != "train"}
     encode = {name: (tokenize_cached(tokenizer, texts, config.max_length), labels)
               for name, (texts, labels) in {"train": (train_texts, train_labels), **evals}.items()}
     label_dtype = torch.float32 if data.num_labels == 1 else torch.long
@@ -148,7 +149,8 @@ def _text_setup(config: RunConfig, device):
     forward = lambda m, inputs: m(**inputs).logits  # noqa: E731
     info = {"source": data.source, **data.notes, "train_used": len(train_labels),
             "max_length": config.max_length, "tokenizer": tokenizer.name_or_path}
-    return model, data.num_labels, data.metrics, train_batches, len(train_labels), eval_batches, list(evals), forward, info
+    return (model, data.num_labels, data.metrics, train_batches, len(train_labels), eval_batches, list(evals),
+            forward, info)
 
 
 def _image_setup(config: RunConfig, device):

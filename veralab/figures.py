@@ -41,6 +41,12 @@ def provenance(frame: pd.DataFrame) -> str:
             f"train size {sizes if len(sizes) > 1 else sizes[0] if sizes else '?'}")
 
 
+def _panel_provenance(frame: pd.DataFrame) -> str:
+    model = ", ".join(MODEL_LABELS.get(m, m) for m in sorted(frame["model"].dropna().unique()))
+    seeds = sorted(int(x) for x in frame["run_seed"].dropna().unique())
+    return f"{model}; seeds {seeds}"
+
+
 def _summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     grouped = frame.groupby(by, dropna=False)
     out = grouped.agg(score_mean=("score", "mean"), score_std=("score", "std"), n=("score", "size"),
@@ -95,13 +101,19 @@ def rank_sweep_figure(frame: pd.DataFrame):
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (log scale; adapter + head)")
         ax.set_ylabel(data["metric"].iloc[0])
-        ax.set_title(TASK_LABELS.get(task, task), fontsize=9)
+        ax.set_title(f"{TASK_LABELS.get(task, task)}\n{_panel_provenance(data[data['task'] == task])}", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _finish(fig, "VeRA vs LoRA: performance vs trainable parameters", data)
 
 
 def _bar_panel(ax, summary: pd.DataFrame, labels, title: str, metric: str):
+    ax.set_title(title, fontsize=9)
+    if summary.empty:
+        ax.text(0.5, 0.5, "no runs for this panel yet", ha="center", va="center", transform=ax.transAxes,
+                color="#777777")
+        ax.set_xticks([])
+        return
     ax.bar(range(len(summary)), summary["score_mean"], yerr=summary["score_std"], capsize=4,
            color=[COLORS["vera"]] * len(summary))
     ax.set_xticks(range(len(summary)), labels, fontsize=8, rotation=15)
@@ -110,9 +122,8 @@ def _bar_panel(ax, summary: pd.DataFrame, labels, title: str, metric: str):
     pad = max(0.02, (high - low) * 0.3)
     ax.set_ylim(max(0, low - pad), min(1.0, high + pad) if high <= 1 else high + pad)
     for i, (_, row) in enumerate(summary.iterrows()):
-        ax.text(i, row["score_mean"] + row["score_std"], f"{row['score_mean']:.3f}\nn={row['n']}", ha="center",
+        ax.text(i, row["score_mean"] + row["score_std"], f"{row['score_mean']:.3f}\nn={int(row['n'])}", ha="center",
                 va="bottom", fontsize=7)
-    ax.set_title(title, fontsize=9)
     ax.set_ylabel(metric)
     ax.grid(axis="y", alpha=0.3)
 
@@ -132,7 +143,8 @@ def init_ablation_figure(frame: pd.DataFrame, rank: int = ABLATION_RANK):
         sub = data[data["task"] == task]
         d = _summary(sub[sub["projection_init"] == "kaiming_uniform"], ["d_init"]).sort_values("d_init")
         _bar_panel(row_axes[0], d, [f"d_init={v:g}" for v in d["d_init"]],
-                   f"{TASK_LABELS.get(task, task)}\nd initial value (A/B Kaiming uniform, r={rank})", sub["metric"].iloc[0])
+                   f"{TASK_LABELS.get(task, task)}\nd initial value (A/B Kaiming uniform, r={rank})",
+                   sub["metric"].iloc[0])
         p = _summary(sub[sub["d_init"] == 0.1], ["projection_init"])
         order = [x for x in ("kaiming_uniform", "kaiming_normal", "uniform") if x in set(p["projection_init"])]
         p = p.set_index("projection_init").loc[order].reset_index()
@@ -199,7 +211,7 @@ def vit_figure(frame: pd.DataFrame):
             ax.text(i, row["score_mean"] + row["score_std"], f"{100 * row['score_mean']:.1f}", ha="center",
                     va="bottom", fontsize=8)
         ax.set_ylabel("test accuracy")
-        ax.set_title(TASK_LABELS.get(task, task), fontsize=9)
+        ax.set_title(f"{TASK_LABELS.get(task, task)}\n{_panel_provenance(data[data['task'] == task])}", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     return _finish(fig, "ViT image classification: head / full / LoRA / VeRA (few-shot)", data)
 

@@ -85,7 +85,8 @@ def load_image_split(name: str, split: str) -> ImageSplit:
         return embedded_split(name, split)
     if name in HUB_IMAGE_DATASETS:
         return hub_split(name, split)
-    raise ValueError(f"unknown image task {name!r}; allowed: {', '.join(EMBEDDED_IMAGE_DATASETS + tuple(HUB_IMAGE_DATASETS))}")
+    allowed = ", ".join(EMBEDDED_IMAGE_DATASETS + tuple(HUB_IMAGE_DATASETS))
+    raise ValueError(f"unknown image task {name!r}; allowed: {allowed}")
 
 
 def few_shot_indices(labels: torch.Tensor, shots: int, seed: int) -> torch.Tensor:

@@ -71,7 +71,8 @@ def pretrain(epochs: int, batch_size: int, lr: float, seed: int, limit: int | No
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out))
     card = {
-        "model": "timm VisionTransformer", "arch": TINY_VIT_ARCH, "parameters": sum(p.numel() for p in model.parameters()),
+        "model": "timm VisionTransformer", "arch": TINY_VIT_ARCH,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "data": "Fashion-MNIST (Debian package dataset-fashion-mnist), 60k train / 10k test, 28x28 grayscale",
         "train_samples": len(y), "test_samples": len(yt), "test_accuracy": round(accuracy, 4),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": "AdamW (wd 0.05), one-cycle",

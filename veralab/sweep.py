@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import os
 import tempfile
 import time
@@ -81,8 +82,9 @@ def expand(study: str, grid: dict, output_dir: str) -> list[Point]:
                                                       combos):
         params = {**grid.get("base", {}), **point, **combo, "task": task, "run_seed": seed, "seed": seed,
                   "output_dir": str(Path(output_dir).resolve())}
-        RunConfig.from_dict(params)  # validate every point before anything runs
-        p = Point(study, params)
+        # Validate every point before anything runs, and pass the notebook every field: its own parameter-cell
+        # defaults must never decide a run that the grid describes.
+        p = Point(study, RunConfig.from_dict(params).to_dict())
         if p.run_dir not in seen:
             seen.add(p.run_dir)
             points.append(p)
@@ -109,6 +111,8 @@ def execute_point(point: Point, timeout: int | None = None, env: dict | None = N
 
     os.environ.update(env or {})
     os.environ["VERALAB_QUIET"] = "1"
+    os.environ.pop("MPLBACKEND", None)  # let the kernel use its inline backend, so plots land in the notebook
+    logging.getLogger("papermill").setLevel(logging.ERROR)  # it warns for each field the parameters cell lacks
     out = point.notebook_out
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()

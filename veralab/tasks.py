@@ -68,7 +68,8 @@ def load_text_task(task: str, glue_dir: str | None = None) -> TextData:
         return rotten_tomatoes()
     spec = GLUE_TASKS[task]
     if glue_dir:
-        splits = {"train": read_glue_split(glue_dir, task, "train"), "validation": read_glue_split(glue_dir, task, "dev")}
+        splits = {"train": read_glue_split(glue_dir, task, "train"),
+                  "validation": read_glue_split(glue_dir, task, "dev")}
         source = f"GLUE {task} TSVs from {glue_dir} (train / dev)"
     else:
         splits = {"train": load_glue_hub(task, "train"), "validation": load_glue_hub(task, "dev")}
