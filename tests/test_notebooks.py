@@ -3,8 +3,10 @@
 import json
 from pathlib import Path
 
-import papermill
+import nbformat
 import pytest
+
+from veralab.sweep import run_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "default"
@@ -20,9 +22,8 @@ def test_committed_notebooks_have_no_outputs(path):
 
 def _run(name, tmp_path, **parameters):
     out = tmp_path / name
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, kernel_name="python3",
-                               progress_bar=False, cwd=str(NOTEBOOKS))
-    cells = json.loads(out.read_text())["cells"]
+    run_notebook(NOTEBOOKS / name, out, parameters, cwd=NOTEBOOKS)
+    cells = nbformat.read(out, as_version=4)["cells"]
     return "".join(o.get("text", "") for c in cells if c["cell_type"] == "code" for o in c["outputs"]), cells
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import multiprocessing
 import os
 import tempfile
 import time
@@ -105,22 +106,34 @@ def _kernel_manager_class():
     return IsolatedKernelManager
 
 
-def execute_point(point: Point, timeout: int | None = None, env: dict | None = None) -> dict:
-    """Run one point's notebook with papermill; returns {ok, name, notebook, error, seconds}."""
+def run_notebook(source, output, parameters: dict, timeout: int | None = None, env: dict | None = None,
+                 cwd=None) -> None:
+    """papermill with what every veralab execution needs: quiet progress, inline plots, race-free kernel sockets.
+
+    `env` (and VERALAB_QUIET=1) reach the kernel through this process's environment, restored afterwards.
+    """
     import papermill
 
-    os.environ.update(env or {})
-    os.environ["VERALAB_QUIET"] = "1"
+    saved = dict(os.environ)
+    os.environ.update({**(env or {}), "VERALAB_QUIET": "1"})
     os.environ.pop("MPLBACKEND", None)  # let the kernel use its inline backend, so plots land in the notebook
     logging.getLogger("papermill").setLevel(logging.ERROR)  # it warns for each field the parameters cell lacks
+    try:
+        papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
+                                   progress_bar=False, log_output=False, cwd=str(cwd or Path.cwd()),
+                                   execution_timeout=timeout, kernel_manager_class=_kernel_manager_class())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def execute_point(point: Point, timeout: int | None = None, env: dict | None = None) -> dict:
+    """Run one point's notebook; returns {ok, name, notebook, error, seconds}."""
     out = point.notebook_out
     out.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     try:
-        papermill.execute_notebook(
-            str(NOTEBOOKS / STUDIES[point.study]), str(out), parameters=point.params, kernel_name="python3",
-            progress_bar=False, log_output=False, cwd=str(Path.cwd()), execution_timeout=timeout,
-            kernel_manager_class=_kernel_manager_class())
+        run_notebook(NOTEBOOKS / STUDIES[point.study], out, point.params, timeout, env)
         error = None if point.done() else "the notebook finished but wrote no ok record"
     except Exception as err:  # papermill raises PapermillExecutionError with the failing cell's traceback
         error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
@@ -154,7 +167,8 @@ def _run_local(points, jobs, timeout, bar):
             results.append(execute_point(p, timeout, worker_env(0, 1)))
             bar.update(1)
         return results
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock the child
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending, free_slots, queue = {}, list(range(jobs)), list(points)
         while queue or pending:
             while queue and free_slots:
