@@ -57,6 +57,8 @@ def test_grid_expansion_dedups_shared_points_and_validates(tmp_path):
     bad = _grid_file(tmp_path, [{"method": "vera", "rank": -1}])
     with pytest.raises(ConfigError, match="rank must be a positive integer, got -1"):
         expand("rank_sweep", load_grid("rank_sweep", "default", bad), tmp_path)
+    with pytest.raises(ConfigError, match=r"sets \['task'\]: give tasks and seeds in the grid's `tasks`"):
+        expand("rank_sweep", load_grid("rank_sweep", "default", _grid_file(tmp_path, [{"task": "rte"}])), tmp_path)
     (tmp_path / "typo.yaml").write_text("pionts: []\n")
     with pytest.raises(ConfigError, match=r"unknown grid key\(s\) \['pionts'\]"):
         load_grid("rank_sweep", "default", str(tmp_path / "typo.yaml"))
@@ -97,8 +99,8 @@ def test_interrupted_sweep_resumes_and_redoes_nothing(tmp_path):
 
 
 def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):
-    grid = _grid_file(tmp_path, [{"method": "vera", "rank": 4}, {"method": "vera", "rank": 4, "task": "mrpc",
-                                                                   "glue_dir": str(tmp_path / "no-glue")}])
+    grid = _grid_file(tmp_path, [{"method": "vera", "rank": 4}], tasks=("mrpc", "rotten_tomatoes"),
+                      base={**TINY_TEXT, "glue_dir": str(tmp_path / "no-glue")})
     summary = run_sweep("rank_sweep", grid_file=grid, output_dir=str(tmp_path / "runs"), jobs=2)
     assert summary["done"] == 1 and len(summary["failed"]) == 1
     failure = summary["failed"][0]

@@ -78,6 +78,11 @@ def expand(study: str, grid: dict, output_dir: str) -> list[Point]:
         raise ConfigError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
     axes = grid.get("axes") or {}
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
+    for point in grid.get("points") or []:
+        clash = sorted({"task", "run_seed", "seed", "output_dir"} & set(point))
+        if clash:
+            raise ConfigError(f"grid point {point} sets {clash}: give tasks and seeds in the grid's `tasks` and "
+                              f"`seeds` lists, and the output folder with --output-dir")
     points, seen = [], set()
     for task, seed, point, combo in itertools.product(grid["tasks"], grid["seeds"], grid.get("points") or [{}],
                                                       combos):
