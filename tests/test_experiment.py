@@ -113,3 +113,17 @@ def test_cli_run_writes_a_record_and_rejects_bad_values(tmp_path):
     bad = subprocess.run(args[:4] + ["--method", "dora"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown method 'dora'; allowed: vera, lora, head, full" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_labels_that_do_not_fit_the_head_are_refused():
+    import torch
+
+    from veralab.experiment import _check_labels_fit
+    from veralab.tasks import TaskError
+
+    head = torch.nn.Linear(4, 3)
+    batches = [(torch.randn(2, 4), torch.tensor([0, 5]))]
+    with pytest.raises(TaskError, match=r"labels range over \[0, 5\] but the head has 3 classes"):
+        _check_labels_fit(head, lambda m, x: m(x), batches, 3)
+    with pytest.raises(TaskError, match=r"the model's head has 3 outputs but the task has 2 labels"):
+        _check_labels_fit(head, lambda m, x: m(x), batches, 2)
