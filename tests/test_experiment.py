@@ -127,3 +127,17 @@ def test_labels_that_do_not_fit_the_head_are_refused():
         _check_labels_fit(head, lambda m, x: m(x), batches, 3)
     with pytest.raises(TaskError, match=r"the model's head has 3 outputs but the task has 2 labels"):
         _check_labels_fit(head, lambda m, x: m(x), batches, 2)
+
+
+def test_timm_vit_from_a_local_checkpoint_drops_only_the_head(tmp_path):
+    import torch
+
+    from veralab.models import load_vision_model
+
+    source, _ = load_vision_model("vit_tiny_patch16_224", num_classes=1000, pretrained=False)
+    torch.save(source.state_dict(), tmp_path / "vit.pth")
+    model, spec = load_vision_model("vit_tiny_patch16_224", num_classes=7, checkpoint=str(tmp_path / "vit.pth"))
+    assert spec["size"] == 224 and spec["channels"] == 3 and model.head.out_features == 7
+    assert torch.equal(model.blocks[3].attn.qkv.weight, source.blocks[3].attn.qkv.weight)
+    with pytest.raises(ModelLoadError, match=r"could not load timm model 'vit_nonexistent_1'"):
+        load_vision_model("vit_nonexistent_1", num_classes=2, pretrained=False)

@@ -92,17 +92,25 @@ def load_vision_model(name: str, num_classes: int, pretrained: bool = True, chec
     import timm
 
     try:
-        model = timm.create_model(name, pretrained=pretrained and checkpoint is None, num_classes=num_classes,
-                                  **({"pretrained_cfg_overlay": {"file": checkpoint}} if checkpoint else {}))
+        model = timm.create_model(name, pretrained=pretrained and checkpoint is None, num_classes=num_classes)
         if checkpoint:
-            timm.models.load_checkpoint(model, checkpoint, strict=False)
-    except RuntimeError as err:
+            _load_backbone(model, timm.models.load_state_dict(checkpoint))
+    except (RuntimeError, OSError) as err:
         raise ModelLoadError(f"could not load timm model {name!r}: {str(err).splitlines()[0]}. Known names: "
                              f"timm.list_models('vit_*'); offline, give checkpoint=<local file> or use "
                              f"{EMBEDDED_VISION!r}") from err
     cfg = model.pretrained_cfg
     spec = {"size": cfg["input_size"][-1], "channels": cfg["input_size"][0], "mean": cfg["mean"], "std": cfg["std"]}
     return _named(model, name), spec
+
+
+def _load_backbone(model: nn.Module, state: dict) -> None:
+    """Load local weights into a timm model, leaving out tensors whose shape differs (the pretraining head)."""
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if len(fitting) < len(own) // 2:
+        raise RuntimeError(f"the checkpoint matches only {len(fitting)} of the model's {len(own)} tensors")
+    model.load_state_dict(fitting, strict=False)
 
 
 def _load_hf_vit(source: str, num_classes: int):
