@@ -141,3 +141,21 @@ def test_timm_vit_from_a_local_checkpoint_drops_only_the_head(tmp_path):
     assert torch.equal(model.blocks[3].attn.qkv.weight, source.blocks[3].attn.qkv.weight)
     with pytest.raises(ModelLoadError, match=r"could not load timm model 'vit_nonexistent_1'"):
         load_vision_model("vit_nonexistent_1", num_classes=2, pretrained=False)
+
+
+def test_hf_vit_from_a_local_folder_returns_logits_and_adapts(tmp_path):
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    import veralab as vl
+    from veralab.models import load_vision_model
+
+    ViTForImageClassification(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=64, image_size=32, patch_size=8, num_labels=10)
+                              ).save_pretrained(tmp_path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    model, spec = load_vision_model(f"hf:{tmp_path}", num_classes=4)
+    assert spec["size"] == 32 and spec["channels"] == 3
+    vl.add_adapters(model, vl.AdapterConfig(rank=4))
+    assert model.veralab_config.head_modules == ("model.classifier",)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 4)
