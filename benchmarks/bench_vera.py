@@ -44,9 +44,28 @@ def vit_model(depth):
                                                             num_heads=12, num_classes=100)
 
 
+MODEL_NAMES = {"text": "RoBERTa-base", "vit": "ViT-B/16"}
+# timm's fused qkv: veralab adapts only its q and v slices (the paper's q/v); PEFT adapts the whole qkv
+VERALAB_TARGETS = {"text": ("query", "value"), "vit": ("qkv.q", "qkv.v")}
+PEFT_TARGETS = {"text": ["query", "value"], "vit": ["qkv"]}
+
+
+def build(kind, layers, depth):
+    return text_model(layers) if kind == "text" else vit_model(depth)
+
+
+def sample_inputs(kind, batch, tokens, images, device):
+    if kind == "text":
+        return {"input_ids": torch.randint(5, 50000, (batch, tokens), device=device)}
+    return torch.randn(images, 3, 224, 224, device=device)
+
+
+def run_model(model, inputs):
+    return model(**inputs) if isinstance(inputs, dict) else model(inputs)
+
+
 def configure(model, method, kind):
     """Freeze/adapt `model` for one benchmark row; returns the model to run."""
-    targets = ["query", "value"] if kind == "text" else ["qkv"]
     if method == "floor":
         for p in model.parameters():
             p.requires_grad_(False)
@@ -59,14 +78,13 @@ def configure(model, method, kind):
         import peft
 
         _, name, r = method.split("-")
+        targets = PEFT_TARGETS[kind]
         config = (peft.LoraConfig(r=int(r), target_modules=targets) if name == "lora"
                   else peft.VeraConfig(r=int(r), target_modules=targets))
         return peft.get_peft_model(model, config)
     _, name, r, *path = method.split("-")
-    # timm's fused qkv: veralab adapts only q and v; PEFT (above) adapts the whole qkv
-    vt = ("query", "value") if kind == "text" else ("qkv.q", "qkv.v")
-    return vl.add_adapters(model, vl.AdapterConfig(method=name, rank=int(r), target_modules=vt, train_head=False,
-                                                   fast_path=path[0] if path else "auto"))
+    return vl.add_adapters(model, vl.AdapterConfig(method=name, rank=int(r), target_modules=VERALAB_TARGETS[kind],
+                                                   train_head=False, fast_path=path[0] if path else "auto"))
 
 
 def step_time(model, inputs, device, steps, warmup=2):
@@ -77,7 +95,7 @@ def step_time(model, inputs, device, steps, warmup=2):
 
     def one():
         with autocast:
-            out = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+            out = run_model(model, inputs)
             logits = out.logits if hasattr(out, "logits") else out
         logits.float().sum().backward()
         if optimizer:
@@ -108,22 +126,19 @@ def benchmark(size, device, steps):
     layers, batch, tokens, depth, images = SIZES[size]
     rows = []
     for kind in ("text", "vit"):
-        if kind == "text":
-            inputs = {"input_ids": torch.randint(5, 50000, (batch, tokens), device=device)}
-        else:
-            inputs = torch.randn(images, 3, 224, 224, device=device)
+        inputs = sample_inputs(kind, batch, tokens, images, device)
         for method in METHODS:
             torch.manual_seed(0)
-            base = text_model(layers) if kind == "text" else vit_model(depth)
+            base = build(kind, layers, depth)
             model = configure(base, method, kind).to(device)
             ms, peak = step_time(model, inputs, device, steps)
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            rows.append({"model": "RoBERTa-base" if kind == "text" else "ViT-B/16", "method": method,
+            rows.append({"model": MODEL_NAMES[kind], "method": method,
                          "ms_per_step": round(ms, 1), "peak_mib": None if peak is None else round(peak, 1),
                          "trainable": trainable})
             print(f"{kind:5s} {method:26s} {ms:9.1f} ms  {peak or float('nan'):9.1f} MiB", flush=True)
             del model, base
-        rows += merged_inference(kind, layers, depth, batch, tokens, images, device, steps)
+        rows += merged_inference(kind, layers, depth, inputs, device, steps)
     frame = pd.DataFrame(rows)
     for _, group in frame.groupby("model"):
         train = group[~group["method"].str.startswith("inference")]
@@ -135,30 +150,27 @@ def benchmark(size, device, steps):
     return frame
 
 
-def merged_inference(kind, layers, depth, batch, tokens, images, device, steps):
+def merged_inference(kind, layers, depth, inputs, device, steps):
     """Inference latency of a merged VeRA model against the plain base model (should be 1.00x)."""
     torch.manual_seed(0)
-    plain = (text_model(layers) if kind == "text" else vit_model(depth)).to(device).eval()
-    merged = (text_model(layers) if kind == "text" else vit_model(depth))
+    plain = build(kind, layers, depth).to(device).eval()
+    merged = build(kind, layers, depth)
     merged.load_state_dict(plain.state_dict())
-    vl.add_adapters(merged, vl.AdapterConfig(rank=1024, target_modules=("query", "value") if kind == "text"
-                                             else ("qkv.q", "qkv.v")))
+    vl.add_adapters(merged, vl.AdapterConfig(rank=1024, target_modules=VERALAB_TARGETS[kind]))
     merged = vl.merge_adapters(merged.to(device).eval())
-    x = torch.randint(5, 50000, (batch, tokens), device=device) if kind == "text" else torch.randn(
-        images, 3, 224, 224, device=device)
     out = []
     for name, model in (("inference-base", plain), ("inference-vera-merged", merged)):
         with torch.no_grad():
             for _ in range(2):
-                model(x)
+                run_model(model, inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
             for _ in range(steps):
-                model(x)
+                run_model(model, inputs)
             if device.type == "cuda":
                 torch.cuda.synchronize()
-        out.append({"model": "RoBERTa-base" if kind == "text" else "ViT-B/16", "method": name,
+        out.append({"model": MODEL_NAMES[kind], "method": name,
                     "ms_per_step": round((time.perf_counter() - start) / steps * 1000, 1), "peak_mib": None,
                     "trainable": 0})
     return out

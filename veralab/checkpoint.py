@@ -19,6 +19,7 @@ from torch import nn
 from .adapters import adapted_layers, add_adapters
 from .config import AdapterConfig, ConfigError
 from .layers import Projection, VeraDelta
+from .record import write_text_atomic
 
 WEIGHTS, CONFIG = "adapter.safetensors", "adapter_config.json"
 PEFT_TO_VERALAB = ((".vera_lambda_b", ".deltas.out.vera_b"), (".vera_lambda_d", ".deltas.out.vera_d"),
@@ -77,12 +78,6 @@ def adapter_bytes(model: nn.Module) -> int:
     return len(save(_trained_tensors(model))) + len(json.dumps(_manifest(model), indent=2).encode())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_adapter(model: nn.Module, path) -> Path:
     if getattr(model, "veralab_config", None) is None:
         raise ConfigError("this model has no veralab adapter: call add_adapters(model, config) first")
@@ -91,7 +86,7 @@ def save_adapter(model: nn.Module, path) -> Path:
     tmp = path / (WEIGHTS + ".tmp")
     save_file(_trained_tensors(model), str(tmp))
     os.replace(tmp, path / WEIGHTS)
-    _atomic_write_text(path / CONFIG, json.dumps(_manifest(model), indent=2))
+    write_text_atomic(path / CONFIG, json.dumps(_manifest(model), indent=2))
     return path
 
 
@@ -189,7 +184,7 @@ def export_peft(model: nn.Module, directory) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(directory / "adapter_model.safetensors"))
-    _atomic_write_text(directory / "adapter_config.json", json.dumps(peft_config, indent=2))
+    write_text_atomic(directory / "adapter_config.json", json.dumps(peft_config, indent=2))
     return directory
 
 
