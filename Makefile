@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: setup system-data test lint all sweeps figures constraints clean-runs
+.PHONY: setup system-data test lint all sweeps figures bench constraints clean-runs
 
 setup: $(STAMP)
 
@@ -46,6 +46,13 @@ figures: setup
 	$(BIN)/veralab figures --runs $(RESULTS) --out figures
 
 all: sweeps figures
+
+# Not part of `make test`: speed and memory are measured here, never asserted in tests (see BENCHMARKS.md).
+bench: setup
+	$(BIN)/python benchmarks/bench_vera.py --check
+	$(BIN)/python benchmarks/bench_vera.py
+	$(BIN)/python benchmarks/bench_vera.py --size medium
+	$(BIN)/python benchmarks/bench_sweep.py
 
 constraints: setup
 	( head -3 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -viE '^(veralab)' ) > constraints.new

@@ -1,18 +1,22 @@
 """Training-step time and peak memory of VeRA against PEFT and the physical floor, measured in one run.
 
-    python benchmarks/bench_vera.py                 # CPU: reduced depth and batch (same layer widths)
+    python benchmarks/bench_vera.py                 # CPU: size small, reduced depth and batch (same widths)
+    python benchmarks/bench_vera.py --size medium   # CPU: same depth, compute-bound batch (4096 tokens per layer)
     python benchmarks/bench_vera.py --size full     # CUDA: RoBERTa-base / ViT-B sizes, 64x256 tokens, 64 images
     python benchmarks/bench_vera.py --check         # numerics of the merged-ΔW kernel vs the reference path
 
 Rows: floor (every weight frozen, gradients flow back to the inputs: no adapter can be cheaper), full fine-tuning,
 PEFT LoRA r=8, PEFT VeRA r=256/1024, veralab LoRA r=8, veralab VeRA r=256/1024 (auto kernel choice) and veralab
 VeRA r=1024 on its reference (unmerged) path. Models are randomly initialised: nothing is downloaded.
-Writes benchmarks/results_<device>.csv and .md.
+Memory: peak allocated MiB (CUDA only) and, on every device, the MiB of tensors autograd keeps for the backward
+pass (activations; frozen weights and buffers excluded), which is what an adapter's training memory adds.
+Writes benchmarks/results_<device>_<size>.csv and .md.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,10 +25,13 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import write_table  # noqa: E402
+
 import veralab as vl  # noqa: E402
 
 SIZES = {  # name: (text layers, batch, tokens, vit depth, images)
-    "cpu": (2, 4, 128, 2, 4),
+    "small": (2, 4, 128, 2, 4),
+    "medium": (2, 16, 256, 2, 16),
     "full": (12, 64, 256, 12, 64),
 }
 
@@ -87,14 +94,34 @@ def configure(model, method, kind):
                                                    train_head=False, fast_path=path[0] if path else "auto"))
 
 
-def step_time(model, inputs, device, steps, warmup=2):
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
+def autocast_for(device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
 
-    def one():
-        with autocast:
+
+def saved_activation_mib(model, inputs, device):
+    """MiB of distinct storages autograd saves for backward in one forward, model parameters and buffers excluded."""
+    resident = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in resident:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast_for(device):
+        run_model(model, inputs)
+    return sum(saved.values()) / 2**20
+
+
+def training_step(model, inputs, device):
+    """One forward/backward/AdamW step of `model`, as a closure."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
+
+    def step():
+        with autocast_for(device):
             out = run_model(model, inputs)
             logits = out.logits if hasattr(out, "logits") else out
         logits.float().sum().backward()
@@ -102,55 +129,78 @@ def step_time(model, inputs, device, steps, warmup=2):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(warmup):
-        one()
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    return step
+
+
+def sync(device):
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one()
-    sync()
-    ms = (time.perf_counter() - start) / steps * 1000
-    # Peak memory is measured on CUDA only: the CPU allocator reuses freed blocks, so RSS does not show a step's peak.
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    return ms, peak
+        torch.cuda.synchronize()
+
+
+def median_times(steps_by_name, device, rounds):
+    """Median ms per call of each closure, the closures interleaved round by round (rotating the order) so that
+    drift in clock speed or memory state spreads over all rows instead of biasing the ones measured last."""
+    names = list(steps_by_name)
+    times = {name: [] for name in names}
+    for i in range(rounds):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            sync(device)
+            start = time.perf_counter()
+            steps_by_name[name]()
+            sync(device)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 METHODS = ["floor", "full", "peft-lora-8", "peft-vera-256", "peft-vera-1024", "veralab-lora-8", "veralab-vera-256",
            "veralab-vera-1024", "veralab-vera-1024-never"]
 
 
-def benchmark(size, device, steps):
+def benchmark(size, device, rounds, warmup=2):
     layers, batch, tokens, depth, images = SIZES[size]
     rows = []
     for kind in ("text", "vit"):
         inputs = sample_inputs(kind, batch, tokens, images, device)
-        for method in METHODS:
+        steps, kind_rows = {}, {}
+        for method in METHODS:  # built one after another; each row's own memory is measured as it is added
+            sync(device)
+            resident_before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
             torch.manual_seed(0)
-            base = build(kind, layers, depth)
-            model = configure(base, method, kind).to(device)
-            ms, peak = step_time(model, inputs, device, steps)
-            trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-            rows.append({"model": MODEL_NAMES[kind], "method": method,
-                         "ms_per_step": round(ms, 1), "peak_mib": None if peak is None else round(peak, 1),
-                         "trainable": trainable})
-            print(f"{kind:5s} {method:26s} {ms:9.1f} ms  {peak or float('nan'):9.1f} MiB", flush=True)
-            del model, base
-        rows += merged_inference(kind, layers, depth, inputs, device, steps)
-    frame = pd.DataFrame(rows)
+            model = configure(build(kind, layers, depth), method, kind).to(device)
+            steps[method] = training_step(model, inputs, device)
+            for _ in range(warmup):
+                steps[method]()
+            peak = None
+            if device.type == "cuda":
+                sync(device)
+                torch.cuda.reset_peak_memory_stats()
+                steps[method]()
+                peak = round((torch.cuda.max_memory_allocated() - resident_before) / 2**20, 1)
+            kind_rows[method] = {"model": MODEL_NAMES[kind], "method": method, "peak_mib": peak,
+                                 "saved_for_backward_mib": round(saved_activation_mib(model, inputs, device), 1),
+                                 "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+        for method, ms in median_times(steps, device, rounds).items():
+            kind_rows[method]["ms_per_step"] = round(ms, 1)
+            print(f"{kind:5s} {method:26s} {ms:9.1f} ms", flush=True)
+        rows += kind_rows.values()
+        del steps
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        rows += merged_inference(kind, layers, depth, inputs, device, rounds)
+    frame = pd.DataFrame(rows)[["model", "method", "ms_per_step", "peak_mib", "saved_for_backward_mib", "trainable"]]
     for _, group in frame.groupby("model"):
         train = group[~group["method"].str.startswith("inference")]
         infer = group[group["method"].str.startswith("inference")]
-        ms = lambda g, name: g[g["method"] == name]["ms_per_step"].iloc[0]  # noqa: E731
-        frame.loc[train.index, "x_floor"] = (train["ms_per_step"] / ms(train, "floor")).round(2)
-        frame.loc[train.index, "x_peft_vera_1024"] = (train["ms_per_step"] / ms(train, "peft-vera-1024")).round(2)
-        frame.loc[infer.index, "x_base_inference"] = (infer["ms_per_step"] / ms(infer, "inference-base")).round(2)
+        at = lambda g, name, col="ms_per_step": g[g["method"] == name][col].iloc[0]  # noqa: E731
+        frame.loc[train.index, "x_floor"] = (train["ms_per_step"] / at(train, "floor")).round(2)
+        frame.loc[train.index, "x_peft_vera_1024"] = (train["ms_per_step"] / at(train, "peft-vera-1024")).round(2)
+        frame.loc[train.index, "saved_x_peft_vera_1024"] = (
+            train["saved_for_backward_mib"] / at(train, "peft-vera-1024", "saved_for_backward_mib")).round(2)
+        frame.loc[infer.index, "x_base_inference"] = (infer["ms_per_step"] / at(infer, "inference-base")).round(2)
     return frame
 
 
-def merged_inference(kind, layers, depth, inputs, device, steps):
+def merged_inference(kind, layers, depth, inputs, device, rounds):
     """Inference latency of a merged VeRA model against the plain base model (should be 1.00x)."""
     torch.manual_seed(0)
     plain = build(kind, layers, depth).to(device).eval()
@@ -158,74 +208,72 @@ def merged_inference(kind, layers, depth, inputs, device, steps):
     merged.load_state_dict(plain.state_dict())
     vl.add_adapters(merged, vl.AdapterConfig(rank=1024, target_modules=VERALAB_TARGETS[kind]))
     merged = vl.merge_adapters(merged.to(device).eval())
-    out = []
+    calls = {}
     for name, model in (("inference-base", plain), ("inference-vera-merged", merged)):
-        with torch.no_grad():
-            for _ in range(2):
-                run_model(model, inputs)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(steps):
-                run_model(model, inputs)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        out.append({"model": MODEL_NAMES[kind], "method": name,
-                    "ms_per_step": round((time.perf_counter() - start) / steps * 1000, 1), "peak_mib": None,
-                    "trainable": 0})
-    return out
+        calls[name] = torch.no_grad()(lambda model=model: run_model(model, inputs))
+        for _ in range(2):
+            calls[name]()
+    return [{"model": MODEL_NAMES[kind], "method": name, "ms_per_step": round(ms, 1), "trainable": 0}
+            for name, ms in median_times(calls, device, rounds * 2).items()]
+
+
+CHECK_LAYERS = {  # label: (module name, target modules, out features); input width 768, r=1024
+    "query 768->768": ("query", ("query",), 768),
+    "fused qkv 768->2304 (q, v)": ("qkv", ("qkv.q", "qkv.v"), 2304),
+}
+
+
+def _vera_layer(name, targets, out_features, fast_path, device):
+    torch.manual_seed(1)
+    holder = torch.nn.Module()
+    holder.add_module(name, torch.nn.Linear(768, out_features))
+    vl.add_adapters(holder, vl.AdapterConfig(rank=1024, fast_path=fast_path, target_modules=targets))
+    layer = getattr(holder, name)
+    with torch.no_grad():
+        for delta in layer.deltas.values():  # b starts at zero; random b makes every gradient non-trivial
+            delta.vera_b.normal_(generator=torch.Generator().manual_seed(2))
+    return layer.to(device)
+
+
+def _output_and_vector_grads(layer, x, bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        y = layer(x)
+    y.float().pow(2).mean().backward()
+    grads = [torch.cat([delta.get_parameter(v).grad for delta in layer.deltas.values()]) for v in ("vera_d", "vera_b")]
+    return [y.detach().float(), *grads]
 
 
 def check(device):
-    """The merged-ΔW kernel against the reference path on random inputs (float32 and bf16)."""
-    worst = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        torch.manual_seed(0)
-        layers = []
-        for fast in ("never", "always"):
-            holder = torch.nn.Module()
-            holder.query = torch.nn.Linear(768, 768)
-            torch.manual_seed(1)
-            holder.query.reset_parameters()
-            vl.add_adapters(holder, vl.AdapterConfig(rank=1024, fast_path=fast, target_modules=("query",)))
-            with torch.no_grad():
-                holder.query.deltas["out"].vera_b.normal_(generator=torch.Generator().manual_seed(2))
-            layers.append(holder.query.to(device))
-        x = torch.randn(8, 256, 768, device=device)
-        outs = []
-        for layer in layers:
-            ctx = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
-            with ctx:
-                y = layer(x)
-            y.float().pow(2).mean().backward()
-            outs.append((y.float(), layer.deltas["out"].vera_d.grad, layer.deltas["out"].vera_b.grad))
-        rel = [float((a - b).norm() / b.norm()) for a, b in zip(outs[1], outs[0])]
-        worst[str(dtype)] = rel
-        limit = 1e-5 if dtype == torch.float32 else 1e-2
-        print(f"{dtype}: relative error output {rel[0]:.2e}, grad d {rel[1]:.2e}, grad b {rel[2]:.2e} "
-              f"(limit {limit:g}) -> {'ok' if max(rel) <= limit else 'FAIL'}")
-    return all(max(v) <= (1e-5 if "float32" in k else 1e-2) for k, v in worst.items())
+    """The merged-ΔW kernel (bf16 autocast and float32) against the float32 reference path on random inputs."""
+    ok = True
+    for label, (name, targets, out_features) in CHECK_LAYERS.items():
+        x = torch.randn(8, 256, 768, device=device, generator=torch.Generator(device).manual_seed(0))
+        reference = _output_and_vector_grads(_vera_layer(name, targets, out_features, "never", device), x, False)
+        for bf16, limit in ((False, 1e-5), (True, 1e-2)):
+            fast = _output_and_vector_grads(_vera_layer(name, targets, out_features, "always", device), x, bf16)
+            rel = [float((a - b).norm() / b.norm()) for a, b in zip(fast, reference)]
+            ok &= max(rel) <= limit
+            print(f"{label:28s} {'bf16' if bf16 else 'fp32'}: relative error output {rel[0]:.2e}, grad d {rel[1]:.2e}, "
+                  f"grad b {rel[2]:.2e} (limit {limit:g}) -> {'ok' if max(rel) <= limit else 'FAIL'}")
+    return ok
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=tuple(SIZES), default=None, help="default: full on CUDA, cpu otherwise")
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--size", choices=tuple(SIZES), default=None, help="default: full on CUDA, small otherwise")
+    parser.add_argument("--rounds", type=int, default=None, help="timed steps per row (interleaved); default 20 "
+                        "on CUDA, 7 on CPU")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.check:
         sys.exit(0 if check(device) else 1)
-    size = args.size or ("full" if device.type == "cuda" else "cpu")
-    frame = benchmark(size, device, args.steps or (10 if device.type == "cuda" else 3))
+    size = args.size or ("full" if device.type == "cuda" else "small")
+    frame = benchmark(size, device, args.rounds or (20 if device.type == "cuda" else 7))
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     header = (f"device: {name}; size: {size} {SIZES[size]}; torch {torch.__version__}; "
               f"{time.strftime('%Y-%m-%d')}")
-    print(header)
-    print(frame.to_string(index=False))
-    out = Path(__file__).resolve().parent / f"results_{device.type}"
-    frame.to_csv(out.with_suffix(".csv"), index=False)
-    out.with_suffix(".md").write_text(header + "\n\n" + frame.to_markdown(index=False) + "\n")
+    write_table(frame, header, f"results_{device.type}_{size}")
 
 
 if __name__ == "__main__":

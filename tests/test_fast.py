@@ -7,28 +7,36 @@ import veralab as vl
 from veralab.fast import prefer_merged_path
 from veralab.layers import AdaptedLinear
 
+LAYERS = {  # module name, target modules, (in, out): a whole layer, and the q and v thirds of a fused qkv
+    "query": ("query", ("query",), (48, 40)),
+    "qkv": ("qkv", ("qkv.q", "qkv.v"), (48, 120)),
+}
 
-def _pair(**kwargs):
+
+def _pair(layer="query", **kwargs):
+    name, targets, (n_in, n_out) = LAYERS[layer]
     torch.manual_seed(0)
-    base = torch.nn.Linear(48, 40)
+    base = torch.nn.Linear(n_in, n_out)
     layers = []
     for fast_path in ("never", "always"):
         holder = torch.nn.Module()
-        holder.query = torch.nn.Linear(48, 40)
-        holder.query.load_state_dict(base.state_dict())
-        vl.add_adapters(holder, vl.AdapterConfig(rank=64, fast_path=fast_path, target_modules=("query",), train_head=False, **kwargs))
+        holder.add_module(name, torch.nn.Linear(n_in, n_out))
+        getattr(holder, name).load_state_dict(base.state_dict())
+        vl.add_adapters(holder, vl.AdapterConfig(rank=64, fast_path=fast_path, target_modules=targets,
+                                                 train_head=False, **kwargs))
         with torch.no_grad():
             g = torch.Generator().manual_seed(3)
             for p in holder.parameters():
                 if p.requires_grad:
                     p.copy_(torch.randn(p.shape, generator=g))
-        layers.append(holder.query)
+        layers.append(getattr(holder, name))
     return layers
 
 
+@pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("kwargs", [{}, {"train_b": False, "d_init": 0.0}, {"train_d": False}])
-def test_fast_path_matches_reference_in_float32(kwargs):
-    ref, fast = _pair(**kwargs)
+def test_fast_path_matches_reference_in_float32(layer, kwargs):
+    ref, fast = _pair(layer, **kwargs)
     x = torch.randn(4, 33, 48, requires_grad=True)
     x2 = x.detach().clone().requires_grad_(True)
     y_ref, y_fast = ref(x), fast(x2)
@@ -43,8 +51,9 @@ def test_fast_path_matches_reference_in_float32(kwargs):
             assert torch.linalg.norm(q.grad - p.grad) <= 1e-5 * torch.linalg.norm(p.grad), name
 
 
-def test_fast_path_in_bfloat16_autocast_is_within_1e_2():
-    ref, fast = _pair()
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_fast_path_in_bfloat16_autocast_is_within_1e_2(layer):
+    ref, fast = _pair(layer)
     x = torch.randn(4, 33, 48)
     with torch.no_grad():
         y32 = ref(x)
@@ -78,3 +87,12 @@ def test_dropout_forces_the_reference_path():
     holder.query = torch.nn.Linear(8, 8)
     vl.add_adapters(holder, vl.AdapterConfig(rank=4, dropout=0.1, fast_path="always", target_modules=("query",)))
     assert isinstance(holder.query, AdaptedLinear) and not holder.query.deltas["out"].wants_fused(10_000, True)
+
+
+def test_fused_qkv_adapts_only_its_q_and_v_rows_on_the_fast_path():
+    ref, fast = _pair("qkv")
+    x = torch.randn(2, 5, 48)
+    with torch.no_grad():
+        y, plain = fast(x), fast.base(x)
+    torch.testing.assert_close(y[..., 40:80], plain[..., 40:80])  # k untouched
+    assert not torch.allclose(y[..., :40], plain[..., :40]) and not torch.allclose(y[..., 80:], plain[..., 80:])

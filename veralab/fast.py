@@ -1,8 +1,8 @@
 """The merged-ΔW VeRA kernel: y = x·(W0 + Λb·B·Λd·A)ᵀ + bias in one matmul, with d and b gradients from the
 layer's weight gradient G = gᵀ·x.
 
-With M = (G·Aᵀ) ⊙ B (out × r):  ∂L/∂b = M·d  and  ∂L/∂d = Mᵀ·b.  No T × r activations are kept; the saved
-tensors are x (which the frozen layer keeps anyway) and the m × n effective weight.
+With M = (G·Aᵀ) ⊙ B (out × r):  ∂L/∂b = M·d  and  ∂L/∂d = Mᵀ·b.  The saved tensors are x (T × n) and the
+m × n effective weight, where the unmerged path keeps T × r and T × m activations.
 """
 
 from __future__ import annotations
@@ -36,38 +36,47 @@ def _delta(A, B, d, b):
 
 
 class _MergedVeraLinear(torch.autograd.Function):
+    """One VeRA delta per output span (start, stop): the whole layer, or e.g. the q and v rows of a fused qkv."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, A, B, d, b):
+    def forward(ctx, x, weight, bias, spans, *factors):
         dtype = _compute_dtype(x)
         with torch.autocast(x.device.type, enabled=False):
-            w = (weight.float() + _delta(A, B, d, b)).to(dtype)
+            w = weight.to(torch.float32, copy=True)
+            for (start, stop), (A, B, d, b) in zip(spans, _grouped(factors)):
+                w[start:stop] += _delta(A, B, d, b)
+            w = w.to(dtype)
             y = F.linear(x.to(dtype), w, None if bias is None else bias.to(dtype))
-        ctx.save_for_backward(x, w, A, B, d, b)  # w (m × n) is small beside the T × n input
-        ctx.dtype = dtype
+        ctx.save_for_backward(x, w, *factors)  # w (m × n) is small beside the T × n input
+        ctx.spans, ctx.dtype = spans, dtype
         ctx.bias_needs_grad = bias is not None and bias.requires_grad
         ctx.bias_dtype = None if bias is None else bias.dtype
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, w, A, B, d, b = ctx.saved_tensors
-        need_x, need_d, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[5], ctx.needs_input_grad[6]
-        grad_x = grad_d = grad_b = grad_bias = None
+        x, w, *factors = ctx.saved_tensors
         g = grad_y.to(ctx.dtype)
-        if need_x:
-            grad_x = (g @ w).to(x.dtype)
-        if need_d or need_b:
-            g2, x2 = g.reshape(-1, g.shape[-1]), x.to(ctx.dtype).reshape(-1, x.shape[-1])
-            grad_w = (g2.t() @ x2).float()  # out × in, accumulated in float32 for the vectors' sake
-            m = (grad_w @ A.float().t()) * B.float()  # out × r
-            if need_b:
-                grad_b = (m @ d.float()).to(b.dtype)
-            if need_d:
-                grad_d = (m.t() @ b.float()).to(d.dtype)
-        if ctx.bias_needs_grad:
-            grad_bias = g.reshape(-1, g.shape[-1]).sum(0).to(ctx.bias_dtype)
-        return grad_x, None, grad_bias, None, None, grad_d, grad_b
+        grad_x = (g @ w).to(x.dtype) if ctx.needs_input_grad[0] else None
+        g2, x2 = g.reshape(-1, g.shape[-1]), x.to(ctx.dtype).reshape(-1, x.shape[-1])
+        factor_grads = []
+        for i, ((start, stop), (A, B, d, b)) in enumerate(zip(ctx.spans, _grouped(factors))):
+            need_d, need_b = ctx.needs_input_grad[4 + 4 * i + 2], ctx.needs_input_grad[4 + 4 * i + 3]
+            grad_d = grad_b = None
+            if need_d or need_b:
+                grad_w = (g2[:, start:stop].t() @ x2).float()  # span × in, float32 for the vectors' sake
+                m = (grad_w @ A.float().t()) * B.float()  # span × r
+                grad_b = (m @ d.float()).to(b.dtype) if need_b else None
+                grad_d = (m.t() @ b.float()).to(d.dtype) if need_d else None
+            factor_grads += [None, None, grad_d, grad_b]
+        grad_bias = g2.sum(0).to(ctx.bias_dtype) if ctx.bias_needs_grad else None
+        return grad_x, None, grad_bias, None, *factor_grads
 
 
-def merged_vera_linear(x, weight, bias, A, B, d, b) -> torch.Tensor:
-    return _MergedVeraLinear.apply(x, weight, bias, A, B, d, b)
+def _grouped(factors):
+    return zip(*[iter(factors)] * 4)
+
+
+def merged_vera_linear(x, weight, bias, spans, factors) -> torch.Tensor:
+    """y = x·(W0 + ΔW)ᵀ + bias where span (start, stop) of W0's rows gets Λb·B·Λd·A from factors (A, B, d, b)."""
+    return _MergedVeraLinear.apply(x, weight, bias, tuple(spans), *[t for group in factors for t in group])

@@ -193,11 +193,10 @@ class AdaptedLinear(nn.Module):
             return self.base(x)
         tokens = x.numel() // x.shape[-1]
         grad = torch.is_grad_enabled()
-        if len(self.deltas) == 1:
-            name, delta = next(iter(self.deltas.items()))
-            if self._full(name) and delta.wants_fused(tokens, grad):
-                A, B = delta.matrices()
-                return merged_vera_linear(x, self.base.weight, self.base.bias, A, B, delta.vera_d, delta.vera_b)
+        if all(delta.wants_fused(tokens, grad) for delta in self.deltas.values()):
+            spans = [self.slices[name] for name in self.deltas]
+            factors = [(*delta.matrices(), delta.vera_d, delta.vera_b) for delta in self.deltas.values()]
+            return merged_vera_linear(x, self.base.weight, self.base.bias, spans, factors)
         y = self.base(x)
         if all(self._full(n) for n in self.deltas):
             for delta in self.deltas.values():
