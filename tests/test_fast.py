@@ -96,3 +96,20 @@ def test_fused_qkv_adapts_only_its_q_and_v_rows_on_the_fast_path():
         y, plain = fast(x), fast.base(x)
     torch.testing.assert_close(y[..., 40:80], plain[..., 40:80])  # k untouched
     assert not torch.allclose(y[..., :40], plain[..., :40]) and not torch.allclose(y[..., 80:], plain[..., 80:])
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_fast_path_keeps_no_tokens_by_rank_activations_for_backward(layer):
+    """The point of the kernel's custom backward: autograd keeps x and one weight, never a T x r tensor."""
+    ref, fast = _pair(layer)
+    x = torch.randn(4, 33, 48)
+
+    def saved_shapes(module):
+        shapes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+            module(x)
+        return shapes
+
+    tokens_by_rank = (4, 33, 64)
+    assert tokens_by_rank in saved_shapes(ref)  # the reference path does keep one (the check can fail)
+    assert tokens_by_rank not in saved_shapes(fast)
