@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import write_table  # noqa: E402
 
 import veralab as vl  # noqa: E402
+from veralab.train import autocast_for  # noqa: E402
 
 SIZES = {  # name: (text layers, batch, tokens, vit depth, images)
     "small": (2, 4, 128, 2, 4),
@@ -92,11 +93,6 @@ def configure(model, method, kind):
     _, name, r, *path = method.split("-")
     return vl.add_adapters(model, vl.AdapterConfig(method=name, rank=int(r), target_modules=VERALAB_TARGETS[kind],
                                                    train_head=False, fast_path=path[0] if path else "auto"))
-
-
-def autocast_for(device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
 
 
 def saved_activation_mib(model, inputs, device):

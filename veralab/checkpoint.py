@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ from torch import nn
 from .adapters import adapted_layers, add_adapters
 from .config import AdapterConfig, ConfigError
 from .layers import Projection, VeraDelta
-from .record import write_text_atomic
+from .record import atomic_path, write_text_atomic
 
 WEIGHTS, CONFIG = "adapter.safetensors", "adapter_config.json"
 PEFT_TO_VERALAB = ((".vera_lambda_b", ".deltas.out.vera_b"), (".vera_lambda_d", ".deltas.out.vera_d"),
@@ -83,9 +82,8 @@ def save_adapter(model: nn.Module, path) -> Path:
         raise ConfigError("this model has no veralab adapter: call add_adapters(model, config) first")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (WEIGHTS + ".tmp")
-    save_file(_trained_tensors(model), str(tmp))
-    os.replace(tmp, path / WEIGHTS)
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(_trained_tensors(model), str(tmp))
     write_text_atomic(path / CONFIG, json.dumps(_manifest(model), indent=2))
     return path
 
@@ -183,7 +181,8 @@ def export_peft(model: nn.Module, directory) -> Path:
                        "use_dora": False}
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(directory / "adapter_model.safetensors"))
+    with atomic_path(directory / "adapter_model.safetensors") as tmp:
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp))
     write_text_atomic(directory / "adapter_config.json", json.dumps(peft_config, indent=2))
     return directory
 

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("study", choices=(*STUDIES, "all"))
     sweep.add_argument("--grid", help="YAML file overriding the profile's grid")
     sweep.add_argument("--profile", default="default", choices=tuple(PROFILES))
-    sweep.add_argument("--jobs", type=int, default=1, help="parallel workers (one GPU each when there are GPUs)")
+    sweep.add_argument("--jobs", type=int, default=1, help="parallel workers; with n GPUs worker k uses GPU k mod n "
+                       "(jobs above n share GPUs)")
     sweep.add_argument("--executor", default="local", choices=("local", "ray"))
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     sweep.add_argument("--output-dir", default="runs")

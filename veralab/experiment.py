@@ -16,6 +16,7 @@ import torch
 from .adapters import add_adapters, count_parameters
 from .checkpoint import save_adapter
 from .config import AdapterConfig, ConfigError
+from .images import to_model_input
 from .metrics import compute
 from .models import EMBEDDED_TEXT, EMBEDDED_VISION, load_text_model, load_vision_model
 from .record import RECORD, device_info, git_commit, peak_memory, read_record, versions, write_json_atomic
@@ -154,8 +155,6 @@ def _text_setup(config: RunConfig, device):
 
 
 def _image_setup(config: RunConfig, device):
-    from .images import to_model_input
-
     data = load_image_task(config.task, config.shots_per_class, config.run_seed)
     model, spec = load_vision_model(config.model_name, data.num_labels, checkpoint=config.checkpoint)
     train_x, train_y = subsample(*data.train, config.max_train_samples, config.run_seed)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .collect import collect_records
+from .profiles import ABLATION_RANK
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
 MODEL_LABELS = {"minilm": "all-MiniLM-L6-v2 (22.7M, embedded)",
@@ -23,7 +24,6 @@ TASK_LABELS = {"rotten_tomatoes": "Rotten Tomatoes snippets (embedded stand-in, 
                "rte": "GLUE RTE dev", "stsb": "GLUE STS-B dev", "cifar100": "CIFAR-100", "food101": "Food-101",
                "flowers102": "Flowers-102", "resisc45": "RESISC45"}
 COLORS = {"vera": "#1f77b4", "lora": "#d62728", "head": "#7f7f7f", "full": "#2ca02c"}
-ABLATION_RANK = 256
 
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
@@ -32,12 +32,10 @@ def _ok(frame: pd.DataFrame) -> pd.DataFrame:
 
 def provenance(frame: pd.DataFrame) -> str:
     """'model · data · seeds · what was trained', for a figure's subtitle."""
-    models = ", ".join(MODEL_LABELS.get(m, m) for m in sorted(frame["model"].dropna().unique()))
-    seeds = sorted(int(s) for s in frame["run_seed"].dropna().unique())
     sizes = sorted(int(s) for s in frame["train_size"].dropna().unique())
     metric = ", ".join(sorted(frame["metric"].dropna().unique()))
     split = ", ".join(sorted(frame["score_split"].dropna().unique()))
-    return (f"{models}; seeds {seeds} (mean ± std); {metric} on {split}; "
+    return (f"{_panel_provenance(frame)} (mean ± std); {metric} on {split}; "
             f"train size {sizes if len(sizes) > 1 else sizes[0] if sizes else '?'}")
 
 
@@ -167,11 +165,11 @@ def vector_ablation_figure(frame: pd.DataFrame, rank: int = ABLATION_RANK):
     fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         rows, labels = [], []
+        task_runs = data[(data["task"] == task) & data["d_init"].isin([0.1, 0.0])]
         for label, where in VECTOR_VARIANTS:
-            sub = data[data["task"] == task]
+            sub = task_runs
             for key, value in where.items():
                 sub = sub[sub[key].astype(bool) == value]
-            sub = sub[sub["d_init"].isin([0.1, 0.0])]
             if not sub.empty:
                 rows.append(_summary(sub.assign(v=label), ["v"]))
                 labels.append(f"{label}\n{int(sub['trainable'].iloc[0]):,} params")

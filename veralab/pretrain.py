@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .images import fashion_mnist, to_model_input
 from .models import TINY_VIT_ARCH, tiny_vit
+from .record import atomic_path, write_text_atomic
 from .resources import REPO_DATA
 from .train import progress
 
@@ -68,8 +69,8 @@ def pretrain(epochs: int, batch_size: int, lr: float, seed: int, limit: int | No
     accuracy = evaluate(model, xt, yt)
     from safetensors.torch import save_file
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(out))
+    with atomic_path(out) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     card = {
         "model": "timm VisionTransformer", "arch": TINY_VIT_ARCH,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -80,7 +81,7 @@ def pretrain(epochs: int, batch_size: int, lr: float, seed: int, limit: int | No
         "seconds": round(time.time() - start, 1), "torch": torch.__version__, "python": platform.python_version(),
         "command": f"python -m veralab.pretrain --epochs {epochs} --batch-size {batch_size} --lr {lr} --seed {seed}",
     }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    write_text_atomic(out.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
     return card
 
 

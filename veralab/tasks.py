@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .glue import GLUE_TASKS, load_glue_hub, read_glue_split
-from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, load_image_split
+from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, few_shot_indices, load_image_split
+from .record import atomic_path
 from .resources import rotten_tomatoes_file
 
 EMBEDDED_TEXT_TASK = "rotten_tomatoes"
@@ -102,10 +103,8 @@ def tokenize_cached(tokenizer, texts: list, max_length: int) -> list[list[int]]:
     a = [t[0] for t in texts]
     b = [t[1] for t in texts] if texts and texts[0][1] is not None else None
     ids = tokenizer(a, b, truncation=True, max_length=max_length)["input_ids"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(ids, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(ids, tmp)
     return ids
 
 
@@ -119,8 +118,6 @@ class ImageData:
 
 
 def load_image_task(task: str, shots_per_class: int | None, seed: int) -> ImageData:
-    from .images import few_shot_indices
-
     task_kind(task)
     train, test = load_image_split(task, "train"), load_image_split(task, "test")
     images, labels = train.images, train.labels

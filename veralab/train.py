@@ -61,6 +61,13 @@ def warmup_linear(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA (vectors and heads stay float32 parameters); full float32 on the CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if logits.shape[-1] == 1:  # regression (STS-B)
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
@@ -69,22 +76,19 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluate: Callable[[], dict], *,
         epochs: int, groups: list[dict], warmup_ratio: float, max_grad_norm: float, device: torch.device,
-        forward: Callable, headline: str, higher_is_better: bool = True) -> dict:
+        forward: Callable, headline: str) -> dict:
     """Train; returns per-epoch history and timing. `batches(epoch)` yields (inputs, labels) on the device."""
     optimizer = torch.optim.AdamW(groups)
     total = epochs * steps_per_epoch
     scheduler = warmup_linear(optimizer, int(warmup_ratio * total), total)
     params = [p for g in groups for p in g["params"]]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
     history, samples, step = [], 0, 0
     bar = progress(total=total, desc="train", leave=False)
-    start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
         epoch_start, losses = time.perf_counter(), []
         for inputs, labels in batches(epoch):
-            with autocast:
+            with autocast_for(device):
                 loss = loss_fn(forward(model, inputs), labels)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
@@ -105,9 +109,7 @@ def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluat
                         "validation": metrics, "train_seconds": round(train_seconds, 3)})
         bar.set_postfix({headline: f"{metrics[headline]:.4f}"})
     bar.close()
-    seconds = time.perf_counter() - start
-    pick = max if higher_is_better else min
-    best = pick(history, key=lambda h: h["validation"][headline])
+    best = max(history, key=lambda h: h["validation"][headline])  # every headline metric is higher-is-better
     return {"history": history, "best": {"epoch": best["epoch"], **best["validation"]},
             "final": dict(history[-1]["validation"]), "steps": step, "samples": samples,
-            "train_seconds": round(sum(h["train_seconds"] for h in history), 3), "seconds": round(seconds, 3)}
+            "train_seconds": round(sum(h["train_seconds"] for h in history), 3)}
