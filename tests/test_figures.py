@@ -1,12 +1,13 @@
 """Figures and tables are pure functions of the records: regenerating them gives the same files."""
 
 import filecmp
+import json
 from pathlib import Path
 
 import pytest
 
 from veralab.collect import collect_records
-from veralab.figures import make_all, provenance, vit_table
+from veralab.figures import ablation_rank, make_all, provenance, vit_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, FIGURES = ROOT / "results" / "default", ROOT / "figures"
@@ -54,3 +55,16 @@ def test_committed_results_show_vera_beating_head_only(records):
         vera = means[task]["vera"].max()
         head = means[task]["head"].iloc[0]
         assert vera > head + 0.03, (task, vera, head)
+
+
+def test_ablation_figures_follow_the_rank_the_ablations_ran_at(records, tmp_path):
+    """The paper's ablations run at r=1024, the default profile's at 256: the figures must find either."""
+    assert ablation_rank(records) == 256
+    for path in RESULTS.glob("rotten_tomatoes-vera-r256-*/record.json"):
+        record = json.loads(path.read_text())
+        record["config"]["rank"] = 1024
+        (tmp_path / "runs" / path.parent.name).mkdir(parents=True)
+        (tmp_path / "runs" / path.parent.name / "record.json").write_text(json.dumps(record))
+    assert ablation_rank(collect_records(tmp_path / "runs")) == 1024
+    written = {p.name for p in make_all(tmp_path / "runs", tmp_path / "figures")}
+    assert {"init_ablation.png", "vector_ablation.png"} <= written

@@ -13,7 +13,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from .collect import collect_records
-from .profiles import ABLATION_RANK
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
 MODEL_LABELS = {"minilm": "all-MiniLM-L6-v2 (22.7M, embedded)",
@@ -131,8 +130,20 @@ def _vera_at(frame: pd.DataFrame, rank: int) -> pd.DataFrame:
     return data[(data["method"] == "vera") & (data["rank"] == rank)]
 
 
-def init_ablation_figure(frame: pd.DataFrame, rank: int = ABLATION_RANK):
-    """d initial values (A/B Kaiming uniform) and A/B initializations (d_init 0.1), VeRA at one rank."""
+def ablation_rank(frame: pd.DataFrame) -> int | None:
+    """The VeRA rank the ablation runs used (the default profile 256, the paper 1024): the rank with the most runs
+    of a non-default variant (d init, A/B init, a removed vector, independent A/B); None without such runs."""
+    vera = _ok(frame)
+    vera = vera[vera["method"] == "vera"]
+    variants = vera[(vera["d_init"] != 0.1) | (vera["projection_init"] != "kaiming_uniform")
+                    | ~vera["train_d"].astype(bool) | ~vera["train_b"].astype(bool) | ~vera["shared"].astype(bool)]
+    return None if variants.empty else int(variants["rank"].value_counts().idxmax())
+
+
+def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None):
+    """d initial values (A/B Kaiming uniform) and A/B initializations (d_init 0.1), VeRA at one rank (default: the
+    ablation runs' rank)."""
+    rank = rank or ablation_rank(frame)
     data = _vera_at(frame, rank)
     data = data[data["train_d"].astype(bool) & data["train_b"].astype(bool) & data["shared"].astype(bool)]
     tasks = sorted(data["task"].unique())
@@ -157,8 +168,9 @@ VECTOR_VARIANTS = (("both d and b", dict(train_d=True, train_b=True, shared=True
                    ("independent A/B", dict(train_d=True, train_b=True, shared=False)))
 
 
-def vector_ablation_figure(frame: pd.DataFrame, rank: int = ABLATION_RANK):
-    """Both vectors vs d only vs b only, and shared vs independent A/B per layer."""
+def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None):
+    """Both vectors vs d only vs b only, and shared vs independent A/B per layer (default rank: the ablation runs')."""
+    rank = rank or ablation_rank(frame)
     data = _vera_at(frame, rank)
     data = data[data["projection_init"] == "kaiming_uniform"]
     tasks = sorted(data["task"].unique())
@@ -244,9 +256,10 @@ def make_all(runs="runs", out="figures") -> list[Path]:
         return written
     if not ok[ok["method"].isin(["vera", "lora"])].empty:
         written += _save(rank_sweep_figure(frame), out, "rank_sweep")
-    if len(_vera_at(frame, ABLATION_RANK)):
-        written += _save(init_ablation_figure(frame), out, "init_ablation")
-        written += _save(vector_ablation_figure(frame), out, "vector_ablation")
+    rank = ablation_rank(frame)
+    if rank is not None:
+        written += _save(init_ablation_figure(frame, rank), out, "init_ablation")
+        written += _save(vector_ablation_figure(frame, rank), out, "vector_ablation")
     vit = vit_table(frame)
     if not vit.empty:
         vit.to_csv(out / "vit_table.csv", index=False)
