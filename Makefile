@@ -14,7 +14,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: setup system-data test lint all sweeps figures bench constraints clean-runs
+.PHONY: setup system-data test test-fast lint all sweeps figures bench constraints clean-runs
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ lint: setup
 
 test: setup system-data lint
 	$(BIN)/python -m pytest -q
+
+# The adapter core, configs and the package's layering, in well under a minute: for the edit-test loop.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" tests/core tests/test_layering.py tests/studies/test_notebook_parameters.py
 
 RESULTS ?= results/default
 

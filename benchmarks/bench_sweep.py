@@ -25,8 +25,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import write_table  # noqa: E402
 
-from veralab.collect import collect_records  # noqa: E402
-from veralab.sweep import run_sweep  # noqa: E402
+from veralab.studies.collect import collect_records  # noqa: E402
+from veralab.studies.sweep import run_sweep  # noqa: E402
 
 
 def measure(study, grid_file, jobs):

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import write_table  # noqa: E402
 
 import veralab as vl  # noqa: E402
-from veralab.train import autocast_for  # noqa: E402
+from veralab.experiment.train import autocast_for  # noqa: E402
 
 SIZES = {  # name: (text layers, batch, tokens, vit depth, images)
     "small": (2, 4, 128, 2, 4),

@@ -44,14 +44,14 @@ def tiny():
 
 @pytest.fixture(scope="session")
 def minilm_path():
-    from veralab.resources import minilm_dir
+    from veralab.experiment.resources import minilm_dir
 
     return minilm_dir()
 
 
 @pytest.fixture
 def minilm(minilm_path):
-    from veralab.models import load_text_model
+    from veralab.experiment.models import load_text_model
 
     return load_text_model(str(minilm_path), num_labels=2)[0].eval()
 
@@ -61,3 +61,15 @@ def glue_dir():
     if not SHARED_GLUE.is_dir():
         pytest.skip("real GLUE files are not beside the repo (../shared/data/glue)")
     return SHARED_GLUE
+
+
+def assert_close_to_rounding(actual: torch.Tensor, expected: torch.Tensor, ulps: int = 256) -> None:
+    """Equal up to floating-point round-off: |actual - expected| <= ulps · eps(dtype) · max|expected|.
+
+    Round-off differs by CPU model (vector width, FMA, summation order), so a fixed atol tuned on one machine fails on
+    another; this bound follows the dtype and the values' magnitude instead. 256 ulps leaves room for a few layers
+    of accumulated error, while a real mistake (a delta applied twice, a wrong slice) is orders of magnitude larger.
+    """
+    eps = torch.finfo(expected.dtype).eps
+    scale = expected.detach().abs().max().item() or 1.0
+    torch.testing.assert_close(actual, expected, rtol=0.0, atol=ulps * eps * scale)

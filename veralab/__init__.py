@@ -1,10 +1,27 @@
-"""veralab: study VeRA (Kopiczko, Blankevoort & Asano, ICLR 2024) and reproduce its ablations."""
+"""veralab: study VeRA (Kopiczko, Blankevoort & Asano, ICLR 2024) and reproduce its ablations.
 
-__version__ = "0.1.0"
+Three layers, imports pointing down only:
+  veralab.core        adapters: config, layers, fast kernel, injection/merge, checkpoints, PEFT interop
+  veralab.experiment  one run: models, tasks and data, training loop, metrics, run record, run_experiment
+  veralab.studies     many runs: profiles and grids, sweeps, notebook helpers, collect, figures, CLI
+"""
 
-from .adapters import add_adapters, count_parameters, merge_adapters, unmerge_adapters  # noqa: E402
-from .checkpoint import AdapterMismatchError, export_peft, import_peft, load_adapter, save_adapter  # noqa: E402
-from .config import AdapterConfig, ConfigError  # noqa: E402
+from .core import (
+    AdapterConfig,
+    AdapterMismatchError,
+    ConfigError,
+    add_adapters,
+    count_parameters,
+    export_peft,
+    import_peft,
+    load_adapter,
+    merge_adapters,
+    save_adapter,
+    unmerge_adapters,
+)
+from .core.checkpoint import veralab_version
+
+__version__ = veralab_version()
 
 __all__ = [
     "AdapterConfig", "AdapterMismatchError", "ConfigError", "add_adapters", "count_parameters", "export_peft",

@@ -1,0 +1,98 @@
+"""Saving, loading, the PEFT format, and loading onto the wrong base."""
+
+import json
+
+import pytest
+import torch
+
+import veralab as vl
+from tests.conftest import assert_close_to_rounding
+from veralab.experiment.models import load_text_model
+
+from .test_adapters import _randomize_vectors
+
+
+@pytest.mark.parametrize("config", [
+    vl.AdapterConfig(rank=6),
+    vl.AdapterConfig(rank=6, projection_init="uniform", save_projection=True),
+    vl.AdapterConfig(rank=6, shared=False),
+    vl.AdapterConfig(rank=6, train_b=False, d_init=0.0),
+    vl.AdapterConfig(method="lora", rank=3),
+    vl.AdapterConfig(method="head"),
+], ids=["vera", "vera-stored-projection", "vera-independent", "d-only", "lora", "head"])
+def test_save_load_round_trips_exactly(tiny, tmp_path, config):
+    fresh = type(tiny)()
+    fresh.load_state_dict(tiny.state_dict())
+    vl.add_adapters(tiny, config)
+    _randomize_vectors(tiny)
+    vl.save_adapter(tiny, tmp_path / "a")
+    vl.load_adapter(fresh, tmp_path / "a")
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        assert torch.equal(tiny(x), fresh(x))
+    trained = {n: p for n, p in tiny.named_parameters() if p.requires_grad}
+    loaded = dict(fresh.named_parameters())
+    assert trained and all(torch.equal(p, loaded[n]) for n, p in trained.items())
+    assert vl.count_parameters(tiny)["adapter_bytes"] == sum(f.stat().st_size for f in (tmp_path / "a").iterdir())
+
+
+def test_stored_projection_is_used_instead_of_the_seed(tiny, tmp_path):
+    fresh = type(tiny)()
+    fresh.load_state_dict(tiny.state_dict())
+    vl.add_adapters(tiny, vl.AdapterConfig(rank=4, save_projection=True))
+    projection = tiny.blocks[0].query.deltas["out"].projection
+    projection.assign(torch.randn_like(projection.A), torch.randn_like(projection.B))
+    _randomize_vectors(tiny)
+    vl.save_adapter(tiny, tmp_path / "a")
+    vl.load_adapter(fresh, tmp_path / "a")
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        assert torch.equal(tiny(x), fresh(x))
+
+
+def test_loading_onto_the_wrong_base_fails_clearly(tiny, tmp_path):
+    vl.add_adapters(tiny, vl.AdapterConfig(rank=4))
+    vl.save_adapter(tiny, tmp_path / "a")
+    wider = type(tiny)(width=32)
+    with pytest.raises(vl.AdapterMismatchError, match=r"made for a base model with 4 adapted layers.*"
+                                                     r"blocks.0.query.out', 16, 16\] vs \['blocks.0.query.out', 32, 32"):
+        vl.load_adapter(wider, tmp_path / "a")
+    other = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    other.classifier = torch.nn.Linear(4, 2)
+    with pytest.raises(vl.AdapterMismatchError, match=r"does not fit this Sequential: target module 'query' matched no nn.Linear"):
+        vl.load_adapter(other, tmp_path / "a")
+
+
+def test_not_an_adapter_folder(tiny, tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a veralab adapter"):
+        vl.load_adapter(tiny, tmp_path)
+
+
+@pytest.mark.parametrize("method", ["vera", "lora"])
+def test_peft_export_and_import_give_veralab_logits_on_minilm(minilm_path, tmp_path, method):
+    peft = pytest.importorskip("peft")
+    model, tok = load_text_model(str(minilm_path), num_labels=2)
+    base, _ = load_text_model(str(minilm_path), num_labels=2)
+    base.load_state_dict(model.state_dict())
+    vl.add_adapters(model.eval(), vl.AdapterConfig(method=method, rank=32, projection_init="kaiming_normal"))
+    _randomize_vectors(model)
+    vl.export_peft(model, tmp_path / "peft")
+    config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
+    assert config["peft_type"] == method.upper() and config["r"] == 32
+    batch = tok(["a gripping, funny film", "dull and far too long"], return_tensors="pt", padding=True)
+    peft_model = peft.PeftModel.from_pretrained(base, tmp_path / "peft").eval()
+    with torch.no_grad():
+        ours, theirs = model(**batch).logits, peft_model(**batch).logits
+    assert_close_to_rounding(theirs, ours)
+    assert not torch.allclose(ours, ours.mean())  # the adapter really changes the model
+
+    fresh, _ = load_text_model(str(minilm_path), num_labels=2)
+    vl.import_peft(fresh.eval(), tmp_path / "peft")
+    with torch.no_grad():
+        assert_close_to_rounding(fresh(**batch).logits, ours)
+
+
+def test_export_refuses_what_peft_cannot_express(tiny, tmp_path):
+    vl.add_adapters(tiny, vl.AdapterConfig(rank=4, shared=False))
+    with pytest.raises(vl.ConfigError, match="shared=False.*cannot be exported"):
+        vl.export_peft(tiny, tmp_path)

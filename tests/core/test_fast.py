@@ -1,0 +1,116 @@
+"""The merged-ΔW VeRA kernel computes the same function and gradients as the reference path."""
+
+import pytest
+import torch
+
+import veralab as vl
+from tests.conftest import assert_close_to_rounding
+from veralab.core.fast import prefer_merged_path
+from veralab.core.layers import AdaptedLinear
+
+LAYERS = {  # module name, target modules, (in, out): a whole layer, and the q and v thirds of a fused qkv
+    "query": ("query", ("query",), (48, 40)),
+    "qkv": ("qkv", ("qkv.q", "qkv.v"), (48, 120)),
+}
+
+
+def _pair(layer="query", **kwargs):
+    name, targets, (n_in, n_out) = LAYERS[layer]
+    torch.manual_seed(0)
+    base = torch.nn.Linear(n_in, n_out)
+    layers = []
+    for fast_path in ("never", "always"):
+        holder = torch.nn.Module()
+        holder.add_module(name, torch.nn.Linear(n_in, n_out))
+        getattr(holder, name).load_state_dict(base.state_dict())
+        vl.add_adapters(holder, vl.AdapterConfig(rank=64, fast_path=fast_path, target_modules=targets,
+                                                 train_head=False, **kwargs))
+        with torch.no_grad():
+            g = torch.Generator().manual_seed(3)
+            for p in holder.parameters():
+                if p.requires_grad:
+                    p.copy_(torch.randn(p.shape, generator=g))
+        layers.append(getattr(holder, name))
+    return layers
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+@pytest.mark.parametrize("kwargs", [{}, {"train_b": False, "d_init": 0.0}, {"train_d": False}])
+def test_fast_path_matches_reference_in_float32(layer, kwargs):
+    ref, fast = _pair(layer, **kwargs)
+    x = torch.randn(4, 33, 48, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    y_ref, y_fast = ref(x), fast(x2)
+    assert_close_to_rounding(y_fast, y_ref)
+    g = torch.randn_like(y_ref)
+    y_ref.backward(g)
+    y_fast.backward(g)
+    assert_close_to_rounding(x2.grad, x.grad)
+    for name, p in ref.named_parameters():
+        if p.requires_grad:
+            q = dict(fast.named_parameters())[name]
+            assert torch.linalg.norm(q.grad - p.grad) <= 1e-5 * torch.linalg.norm(p.grad), name
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_fast_path_in_bfloat16_autocast_is_within_1e_2(layer):
+    ref, fast = _pair(layer)
+    x = torch.randn(4, 33, 48)
+    with torch.no_grad():
+        y32 = ref(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_fast = fast(x)
+    assert y_fast.dtype == torch.bfloat16
+    assert torch.linalg.norm(y_fast.float() - y32) <= 1e-2 * torch.linalg.norm(y32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast(x).float().pow(2).mean().backward()
+    ref(x).pow(2).mean().backward()
+    for name, p in ref.named_parameters():
+        if p.requires_grad:
+            q = dict(fast.named_parameters())[name]
+            assert q.grad.dtype == torch.float32
+            assert torch.linalg.norm(q.grad - p.grad) <= 1e-2 * torch.linalg.norm(p.grad), name
+
+
+def test_auto_choice_follows_the_cost_model():
+    # inference: merged iff T > m·n/(m+n)
+    assert not prefer_merged_path(383, 768, 768, 1024, training=False)
+    assert prefer_merged_path(385, 768, 768, 1024, training=False)
+    # training at r=1024 on a 768-wide layer: merged from about 470 tokens; at small rank, never
+    assert not prefer_merged_path(400, 768, 768, 1024, training=True)
+    assert prefer_merged_path(600, 768, 768, 1024, training=True)
+    assert prefer_merged_path(64 * 256, 768, 768, 1024, training=True)
+    assert not prefer_merged_path(64 * 256, 768, 768, 8, training=True)
+
+
+def test_dropout_forces_the_reference_path():
+    holder = torch.nn.Module()
+    holder.query = torch.nn.Linear(8, 8)
+    vl.add_adapters(holder, vl.AdapterConfig(rank=4, dropout=0.1, fast_path="always", target_modules=("query",)))
+    assert isinstance(holder.query, AdaptedLinear) and not holder.query.deltas["out"].wants_fused(10_000, True)
+
+
+def test_fused_qkv_adapts_only_its_q_and_v_rows_on_the_fast_path():
+    ref, fast = _pair("qkv")
+    x = torch.randn(2, 5, 48)
+    with torch.no_grad():
+        y, plain = fast(x), fast.base(x)
+    torch.testing.assert_close(y[..., 40:80], plain[..., 40:80])  # k untouched
+    assert not torch.allclose(y[..., :40], plain[..., :40]) and not torch.allclose(y[..., 80:], plain[..., 80:])
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_fast_path_keeps_no_tokens_by_rank_activations_for_backward(layer):
+    """The point of the kernel's custom backward: autograd keeps x and one weight, never a T x r tensor."""
+    ref, fast = _pair(layer)
+    x = torch.randn(4, 33, 48)
+
+    def saved_shapes(module):
+        shapes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: shapes.append(tuple(t.shape)) or t, lambda t: t):
+            module(x)
+        return shapes
+
+    tokens_by_rank = (4, 33, 64)
+    assert tokens_by_rank in saved_shapes(ref)  # the reference path does keep one (the check can fail)
+    assert tokens_by_rank not in saved_shapes(fast)

@@ -1,0 +1,52 @@
+"""The embedded tasks and the image protocol."""
+
+import pytest
+import torch
+
+from veralab.experiment.images import embedded_split, few_shot_indices, to_model_input
+from veralab.experiment.tasks import TaskError, load_image_task, rotten_tomatoes, task_kind
+
+
+def test_rotten_tomatoes_split_is_fixed_and_disjoint():
+    a, b = rotten_tomatoes(), rotten_tomatoes()
+    sizes = {k: len(v[1]) for k, v in a.splits.items()}
+    assert sizes == {"validation": 1280, "test": 1280, "train": 10248}  # 12,808 fresh/rotten snippets, 80/10/10
+    assert a.splits["test"] == b.splits["test"]
+    assert set(a.splits["train"][1]) == {0, 1} and 0.5 < sum(a.splits["train"][1]) / sizes["train"] < 0.65
+
+
+def test_few_shot_sampling_is_exact_seeded_and_varies_with_seed():
+    labels = torch.arange(10).repeat_interleave(30)
+    idx = few_shot_indices(labels, 10, seed=3)
+    assert torch.equal(torch.bincount(labels[idx]), torch.full((10,), 10))
+    assert torch.equal(idx, few_shot_indices(labels, 10, seed=3))
+    assert not torch.equal(idx, few_shot_indices(labels, 10, seed=4))
+    with pytest.raises(ValueError, match="class 0 has 30 training images, fewer than shots_per_class=31"):
+        few_shot_indices(labels, 31, seed=0)
+
+
+@pytest.mark.parametrize("name,total", [("mnist_5k", 5000), ("digits", 1797)])
+def test_embedded_image_splits_are_fixed_and_disjoint(name, total):
+    train, test = embedded_split(name, "train"), embedded_split(name, "test")
+    assert len(train.labels) + len(test.labels) == total and len(test.labels) == int(total * 0.2)
+    assert train.images.dtype == torch.uint8 and train.images.shape[1] == 1
+    assert set(train.labels.unique().tolist()) == set(range(10))
+    assert torch.equal(test.images, embedded_split(name, "test").images)
+
+
+def test_image_task_uses_shots_per_class_from_the_train_split():
+    data = load_image_task("digits", shots_per_class=5, seed=0)
+    assert data.num_labels == 10 and len(data.train[1]) == 50 and data.notes["shots_per_class"] == 5
+
+
+def test_images_are_resized_to_the_backbone_input():
+    images = torch.randint(0, 256, (4, 1, 8, 8), dtype=torch.uint8)
+    x = to_model_input(images, {"size": 28, "channels": 1, "mean": 0.5, "std": 0.5})
+    assert x.shape == (4, 1, 28, 28) and x.min() >= -1.01 and x.max() <= 1.01
+    rgb = to_model_input(images, {"size": 32, "channels": 3, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]})
+    assert rgb.shape == (4, 3, 32, 32)
+
+
+def test_unknown_task_lists_the_known_ones():
+    with pytest.raises(TaskError, match=r"unknown task 'imdb'; allowed: text rotten_tomatoes, sst2.*images mnist_5k"):
+        task_kind("imdb")

@@ -1,0 +1,44 @@
+"""One home for every default: the study notebooks' parameter cells name RunConfig fields and hold the default
+profile's values, and a misspelt parameter is an error, never silently dropped."""
+
+import ast
+
+import papermill
+import pytest
+
+from veralab.core.config import ConfigError
+from veralab.experiment import RunConfig
+from veralab.studies.notebook import config_from
+from veralab.studies.sweep import NOTEBOOKS, STUDIES, expand, load_grid
+
+NOT_COMPARED = {"output_dir"}  # the sweep gives each run its folder
+
+
+def _cell(study: str) -> dict:
+    return {name: ast.literal_eval(p["default"])
+            for name, p in papermill.inspect_notebook(str(NOTEBOOKS / STUDIES[study])).items()}
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_parameter_cell_names_only_run_config_fields(study):
+    unknown = set(_cell(study)) - set(RunConfig.field_names())
+    assert not unknown, f"{STUDIES[study]} parameters that are not RunConfig fields: {unknown}"
+    RunConfig.from_dict({k: v for k, v in _cell(study).items()})  # and the cell's values are a valid config
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_parameter_cell_is_a_point_of_the_default_profile(study, tmp_path):
+    cell = {k: v for k, v in _cell(study).items() if k not in NOT_COMPARED}
+    points = [p.params for p in expand(study, load_grid(study, "default"), str(tmp_path))]
+    matching = [p for p in points if all(p[k] == v for k, v in cell.items())]
+    closest = max(points, key=lambda p: sum(p[k] == v for k, v in cell.items()))
+    drift = {k: (v, closest[k]) for k, v in cell.items() if closest[k] != v}
+    assert matching, f"{STUDIES[study]} drifted from the default profile (cell value, profile value): {drift}"
+
+
+def test_config_from_refuses_a_misspelt_parameter():
+    namespace = {"rnak": 16, "task": "rotten_tomatoes", "_private": 1, "In": [], "ast": ast, "print": print}
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) 'rnak' \(did you mean 'rank'\?\)"):
+        config_from(namespace)
+    config = config_from({"rank": 16, "task": "digits", "projection_prng_key": 3, "ast": ast})
+    assert config.adapter.rank == 16 and config.adapter.projection_prng_key == 3 and config.task == "digits"

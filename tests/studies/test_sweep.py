@@ -1,0 +1,122 @@
+"""Sweeps with real papermill and real kernels: every study notebook, resume after an interrupt, failures, Ray."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from veralab.core.config import ConfigError
+from veralab.studies.sweep import STUDIES, Point, execute_point, expand, load_grid, run_sweep
+
+pytestmark = pytest.mark.slow  # real papermill kernels and training runs
+
+TINY_TEXT = {"epochs": 1, "max_train_samples": 16, "max_eval_samples": 16, "max_length": 24, "batch_size": 16,
+             "save_adapter": False}
+TINY_IMAGE = {"epochs": 1, "shots_per_class": 2, "batch_size": 16, "max_eval_samples": 64, "save_adapter": False}
+STUDY_POINTS = {
+    "rank_sweep": {"task": "rotten_tomatoes", "method": "lora", "rank": 2, **TINY_TEXT},
+    "init_ablation": {"task": "rotten_tomatoes", "method": "vera", "rank": 8, "projection_init": "uniform", **TINY_TEXT},
+    "vector_ablation": {"task": "rotten_tomatoes", "method": "vera", "rank": 8, "train_b": False, "d_init": 0.0,
+                        **TINY_TEXT},
+    "vit": {"task": "digits", "method": "vera", "rank": 4, **TINY_IMAGE},
+}
+
+
+def _grid_file(tmp_path, points, tasks=("rotten_tomatoes",), seeds=(0,), base=TINY_TEXT):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"tasks": list(tasks), "seeds": list(seeds), "base": dict(base),
+                                    "points": points}))
+    return str(path)
+
+
+@pytest.mark.parametrize("study", list(STUDIES))
+def test_each_study_notebook_runs_under_papermill_and_writes_its_record(study, tmp_path):
+    point = Point(study, {**STUDY_POINTS[study], "run_seed": 0, "projection_prng_key": 0, "output_dir": str(tmp_path)})
+    result = execute_point(point)
+    assert result["ok"], result
+    record = json.loads((point.run_dir / "record.json").read_text())
+    assert record["status"] == "ok"
+    for key, value in STUDY_POINTS[study].items():
+        assert record["config"][key] == value, key
+    executed = json.loads(point.notebook_out.read_text())
+    tags = [c["metadata"].get("tags", []) for c in executed["cells"]]
+    assert ["injected-parameters"] in tags
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the study plot was drawn
+    assert not any("it/s]" in o.get("text", "") for o in outputs)  # progress bars stay quiet under papermill
+
+
+def test_grid_expansion_dedups_shared_points_and_validates(tmp_path):
+    grid = load_grid("init_ablation", "default")
+    points = expand("init_ablation", grid, tmp_path)
+    assert len(points) == 5 and len({p.run_dir for p in points}) == 5
+    bad = _grid_file(tmp_path, [{"method": "vera", "rank": -1}])
+    with pytest.raises(ConfigError, match="rank must be a positive integer, got -1"):
+        expand("rank_sweep", load_grid("rank_sweep", "default", bad), tmp_path)
+    with pytest.raises(ConfigError, match=r"sets \['task'\]: give tasks and seeds in the grid's `tasks`"):
+        expand("rank_sweep", load_grid("rank_sweep", "default", _grid_file(tmp_path, [{"task": "rte"}])), tmp_path)
+    (tmp_path / "typo.yaml").write_text("pionts: []\n")
+    with pytest.raises(ConfigError, match=r"unknown grid key\(s\) \['pionts'\]"):
+        load_grid("rank_sweep", "default", str(tmp_path / "typo.yaml"))
+    with pytest.raises(ConfigError, match="unknown profile 'fast'; allowed: default, paper"):
+        load_grid("rank_sweep", "fast")
+
+
+def test_paper_profile_uses_the_papers_setups():
+    vit = expand("vit", load_grid("vit", "paper"), "/tmp/unused")
+    assert {p.params["task"] for p in vit} == {"cifar100", "food101", "flowers102", "resisc45"}
+    assert {p.params["run_seed"] for p in vit} == {0, 1, 2, 3, 4}
+    vera = [p for p in vit if p.params["method"] == "vera"]
+    assert {p.params["rank"] for p in vera} == {256} and vera[0].params["shots_per_class"] == 10
+    rank = expand("rank_sweep", load_grid("rank_sweep", "paper"), "/tmp/unused")
+    assert {p.params["model"] for p in rank} == {"roberta-base"}
+    assert 1024 in {p.params["rank"] for p in rank if p.params["method"] == "vera"}
+
+
+def test_interrupted_sweep_resumes_and_redoes_nothing(tmp_path):
+    grid = _grid_file(tmp_path, [{"method": "vera", "rank": r} for r in (2, 4, 8)])
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "veralab", "sweep", "rank_sweep", "--grid", grid, "--output-dir", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("*/record.json")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+    proc.wait(timeout=60)
+    time.sleep(2)
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/record.json")
+                if json.loads(p.read_text())["status"] == "ok"}
+    assert 1 <= len(finished) < 3
+    summary = run_sweep("rank_sweep", grid_file=grid, output_dir=str(out))
+    assert summary["skipped"] == len(finished) and summary["done"] == 3 - len(finished) and not summary["failed"]
+    assert all(p.stat().st_mtime_ns == m for p, m in finished.items())
+    again = run_sweep("rank_sweep", grid_file=grid, output_dir=str(out))
+    assert again == {"points": 3, "skipped": 3, "done": 0, "failed": []}
+
+
+def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):
+    grid = _grid_file(tmp_path, [{"method": "vera", "rank": 4}], tasks=("mrpc", "rotten_tomatoes"),
+                      base={**TINY_TEXT, "glue_dir": str(tmp_path / "no-glue")})
+    summary = run_sweep("rank_sweep", grid_file=grid, output_dir=str(tmp_path / "runs"), jobs=2)
+    assert summary["done"] == 1 and len(summary["failed"]) == 1
+    failure = summary["failed"][0]
+    assert failure["name"].startswith("mrpc-vera") and "has no MRPC/train.tsv" in failure["error"]
+    assert Path(failure["notebook"]).is_file()
+    printed = capsys.readouterr().out
+    assert "1 failed" in printed and f"executed notebook: {failure['notebook']}" in printed
+
+
+def test_ray_executor_runs_a_sweep_on_a_local_ray(tmp_path):
+    pytest.importorskip("ray")
+    grid = _grid_file(tmp_path, [{"method": "vera", "rank": 2}, {"method": "lora", "rank": 1}])
+    summary = run_sweep("rank_sweep", grid_file=grid, output_dir=str(tmp_path / "runs"), executor="ray", jobs=2)
+    assert summary["done"] == 2 and not summary["failed"]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/record.json")]
+    assert sorted(r["config"]["method"] for r in records) == ["lora", "vera"]
+    assert all((tmp_path / "runs" / r["name"] / "01_rank_sweep.ipynb").is_file() for r in records)

@@ -1,0 +1,143 @@
+"""Saving and loading adapters in veralab's own small format, and what an adapted model costs.
+
+The format (a directory): ``adapter.safetensors`` holds the trained tensors (VeRA: d and b per layer, plus the
+head when trained; A/B only with ``save_projection``) and ``adapter_config.json`` the AdapterConfig, the base model's
+name and a fingerprint of the adapted shapes, checked on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save, save_file
+from torch import nn
+
+from .config import AdapterConfig, ConfigError
+from .inject import adapted_layers, add_adapters
+from .io import atomic_path, write_text_atomic
+from .layers import Projection, VeraDelta
+
+WEIGHTS, CONFIG = "adapter.safetensors", "adapter_config.json"
+
+
+class AdapterMismatchError(ValueError):
+    """An adapter does not fit the model it is loaded onto."""
+
+
+def _trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    config: AdapterConfig = model.veralab_config
+    if config.method == "vera" and config.save_projection:
+        for i, projection in enumerate(projections(model)):
+            tensors[f"veralab.projection.{i}.A"] = projection.A.cpu().contiguous()
+            tensors[f"veralab.projection.{i}.B"] = projection.B.cpu().contiguous()
+    return tensors
+
+
+def projections(model: nn.Module) -> list[Projection]:
+    seen: dict[int, Projection] = {}
+    for layer in adapted_layers(model).values():
+        for delta in layer.deltas.values():
+            if isinstance(delta, VeraDelta):
+                seen.setdefault(id(delta.projection), delta.projection)
+    return list(seen.values())
+
+
+def fingerprint(model: nn.Module) -> dict:
+    """Adapted slices with their (in, out) shapes, and a hash of them: what an adapter needs of its base model."""
+    shapes = [[f"{name}.{part}", layer.in_features, stop - start]
+              for name, layer in adapted_layers(model).items() for part, (start, stop) in layer.slices.items()]
+    digest = hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16]
+    return {"adapted": shapes, "sha256": digest}
+
+
+def base_name(model: nn.Module) -> str | None:
+    cfg = getattr(model, "config", None)
+    name = getattr(cfg, "_name_or_path", None) or getattr(model, "veralab_base_name", None)
+    return str(name) if name else None
+
+
+def veralab_version() -> str:
+    try:
+        return importlib.metadata.version("veralab")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def _manifest(model: nn.Module) -> dict:
+    config: AdapterConfig = model.veralab_config
+    return {"format": "veralab-adapter", "veralab": veralab_version(), "config": config.to_dict(),
+            "base_model": base_name(model), "model_class": type(model).__name__, "fingerprint": fingerprint(model)}
+
+
+def count_parameters(model: nn.Module) -> dict:
+    """Trainable and total parameters (A/B are buffers, so neither counts them) and the saved adapter's bytes."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total, "adapter_bytes": adapter_bytes(model)}
+
+
+def adapter_bytes(model: nn.Module) -> int:
+    """Exactly what save_adapter would write, computed in memory."""
+    if getattr(model, "veralab_config", None) is None:
+        return 0
+    return len(save(_trained_tensors(model))) + len(json.dumps(_manifest(model), indent=2).encode())
+
+
+def save_adapter(model: nn.Module, path) -> Path:
+    if getattr(model, "veralab_config", None) is None:
+        raise ConfigError("this model has no veralab adapter: call add_adapters(model, config) first")
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(_trained_tensors(model), str(tmp))
+    write_text_atomic(path / CONFIG, json.dumps(_manifest(model), indent=2))
+    return path
+
+
+def read_manifest(path) -> dict:
+    path = Path(path)
+    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{path} is not a veralab adapter: expected {CONFIG} and {WEIGHTS} in it")
+    return json.loads((path / CONFIG).read_text())
+
+
+def load_adapter(model: nn.Module, path) -> nn.Module:
+    """Add the saved adapter to a fresh base model (or fill a model already adapted with the same config)."""
+    manifest = read_manifest(path)
+    config = AdapterConfig.from_dict(manifest["config"])
+    if getattr(model, "veralab_config", None) is None:
+        try:
+            add_adapters(model, config)
+        except ConfigError as err:
+            raise AdapterMismatchError(
+                f"adapter at {path} (made for {manifest['base_model'] or manifest['model_class']}) does not fit "
+                f"this {type(model).__name__}: {err}") from err
+    expected, actual = manifest["fingerprint"], fingerprint(model)
+    if expected["sha256"] != actual["sha256"]:
+        diff = [f"{e} vs {a}" for e, a in zip(expected["adapted"], actual["adapted"]) if e != a][:3]
+        raise AdapterMismatchError(
+            f"adapter at {path} was made for a base model with {len(expected['adapted'])} adapted layers "
+            f"({manifest['base_model'] or manifest['model_class']}); this {type(model).__name__} has "
+            f"{len(actual['adapted'])}. First differences (saved vs this model): {diff or 'layer count'}")
+    tensors = load_file(str(Path(path) / WEIGHTS))
+    for i, projection in enumerate(projections(model)):
+        if f"veralab.projection.{i}.A" in tensors:
+            projection.assign(tensors.pop(f"veralab.projection.{i}.A"), tensors.pop(f"veralab.projection.{i}.B"))
+    copy_into(model, tensors, path)
+    return model
+
+
+def copy_into(model: nn.Module, tensors: dict[str, torch.Tensor], source) -> None:
+    params = dict(model.named_parameters())
+    bad = [n for n, t in tensors.items() if n not in params or params[n].shape != t.shape]
+    if bad:
+        raise AdapterMismatchError(f"adapter at {source} has tensors this model lacks or shapes differently: "
+                                   f"{bad[:5]}")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            params[name].copy_(tensor)

@@ -1,0 +1,116 @@
+"""AdapterConfig: every knob of the VeRA/LoRA studies, flat so it maps onto a papermill parameters cell.
+
+The defaults here are the one home of the "default VeRA variant" (d_init 0.1, Kaiming-uniform A/B, both vectors,
+shared A/B) that the studies' tables and figures compare the ablations against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+METHODS = ("vera", "lora", "head", "full")
+PROJECTION_INITS = ("kaiming_uniform", "kaiming_normal", "uniform")
+FAST_PATHS = ("auto", "always", "never")
+
+# Default targets per known architecture, matched against module names (see veralab.adapters).
+DEFAULT_TARGETS = {
+    "bert": ("query", "value"),  # BERT, RoBERTa, MiniLM, ...
+    "llama": ("q_proj", "v_proj"),  # Llama, Mistral; HF ViT in transformers >= 5
+    "timm_vit": ("qkv.q", "qkv.v"),  # timm's fused qkv: only its q and v output slices
+}
+
+
+class ConfigError(ValueError):
+    """A bad setting, named with what is allowed."""
+
+
+@dataclass
+class AdapterConfig:
+    """How to adapt a model.
+
+    method: "vera" (frozen shared random A/B, trained vectors d and b), "lora", "head" (train the task head
+    only) or "full" (train everything).
+
+    VeRA ablation switches: ``train_d=False`` removes d (fixed to ones, not trained); ``train_b=False`` removes b
+    (fixed to ones, not trained). Because a removed b is fixed to ones, ΔW = B·Λd·A at step 0, so "d only" needs
+    ``d_init=0.0`` to keep the model unchanged at step 0 (the paper's requirement that b=0 at start serves the
+    same purpose); "b only" keeps b starting at ``b_init`` (0.0). Both False is refused: nothing would train.
+    """
+
+    method: str = "vera"
+    rank: int = 256
+    target_modules: tuple[str, ...] | None = None  # None: the default for the architecture
+    projection_prng_key: int = 0  # seeds the frozen A and B (PEFT's name); saved adapters regenerate them from it
+    projection_init: str = "kaiming_uniform"
+    d_init: float = 0.1
+    b_init: float = 0.0
+    train_d: bool = True
+    train_b: bool = True
+    shared: bool = True  # one A/B pair for every layer (the paper); False: independent A/B per layer
+    save_projection: bool = False  # store A/B in saved adapters instead of regenerating them from the key
+    fast_path: str = "auto"  # VeRA training kernel: "auto" picks the cheaper of merged-ΔW and unmerged
+    dropout: float = 0.0
+    alpha: float = 8.0  # LoRA only: ΔW = (alpha / rank) · B·A
+    train_head: bool = True  # train the task head too (the paper does for GLUE and images)
+    head_modules: tuple[str, ...] | None = None  # None: detect ("classifier", "score", "head")
+
+    def __post_init__(self) -> None:
+        for name in ("target_modules", "head_modules"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = tuple(v.strip() for v in value.split(",") if v.strip())
+            setattr(self, name, tuple(value) if value is not None else None)
+        self.validate()
+
+    def validate(self) -> None:
+        _choice("method", self.method, METHODS)
+        _choice("projection_init", self.projection_init, PROJECTION_INITS)
+        _choice("fast_path", self.fast_path, FAST_PATHS)
+        if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
+            raise ConfigError(f"rank must be a positive integer, got {self.rank!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.method == "vera":
+            if not (self.train_d or self.train_b):
+                raise ConfigError(
+                    "train_d=False and train_b=False together leave VeRA nothing to train; "
+                    "allowed: both True (the paper), train_d only, or train_b only"
+                )
+            if not self.train_b and self.d_init != 0.0:
+                raise ConfigError(
+                    f"train_b=False fixes b to ones, so d must start at 0 to leave the model unchanged at step 0; "
+                    f"set d_init=0.0 (got d_init={self.d_init!r})"
+                )
+
+    def is_default_variant(self) -> bool:
+        """VeRA as the paper defines it: the settings the ablations change are all at their defaults."""
+        return all(getattr(self, name) == getattr(DEFAULT, name) for name in ABLATION_FIELDS)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        for name in ("target_modules", "head_modules"):
+            if d[name] is not None:
+                d[name] = list(d[name])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AdapterConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown AdapterConfig field(s) {unknown}; allowed: {sorted(known)}")
+        return cls(**d)
+
+
+def _choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+
+
+DEFAULT = AdapterConfig()
+ABLATION_FIELDS = ("d_init", "projection_init", "train_d", "train_b", "shared")  # what the ablation studies vary
+
+
+__all__ = ["ABLATION_FIELDS", "DEFAULT", "DEFAULT_TARGETS", "METHODS", "PROJECTION_INITS", "AdapterConfig",
+           "ConfigError"]

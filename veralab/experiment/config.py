@@ -1,0 +1,133 @@
+"""RunConfig: one run's task, data and training, holding the AdapterConfig of its adapter.
+
+It maps flatly onto a papermill parameters cell and a CLI: ``to_dict``/``from_dict`` read and write one flat dict
+with the adapter's fields beside the run's (there are no name clashes: the adapter's seed is
+``projection_prng_key``, the run's ``run_seed``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.config import AdapterConfig, ConfigError
+from .models import EMBEDDED_TEXT, EMBEDDED_VISION
+from .tasks import task_kind
+
+DEFAULT_LR = {"vera": 1e-2, "lora": 5e-4, "full": 2e-5, "head": 0.0}  # adapter learning rate by method
+DEFAULT_HEAD_LR = 4e-3  # the public RoBERTa-base replication's head lr for SST-2/MRPC/QNLI
+RUN_FIELDS_NOT_IN_NAME = ("output_dir", "force", "run_name", "save_adapter")
+DEVICES = "auto, cpu, cuda, cuda:N"
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs: the adapter, the task and the training.
+
+    `run_seed` drives data order, subsampling, shot sampling and head init; the adapter's `projection_prng_key`
+    draws A and B. `lr`/`head_lr` None pick the method's default (DEFAULT_LR, DEFAULT_HEAD_LR).
+    """
+
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    task: str = "rotten_tomatoes"
+    model: str = "auto"  # "auto": the embedded model for the task's kind (minilm / tiny_vit)
+    run_seed: int = 0
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float | None = None
+    head_lr: float | None = None
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    max_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    shots_per_class: int | None = 10  # image tasks: the paper's 10 training images per class
+    glue_dir: str | None = None
+    checkpoint: str | None = None  # vision: local weights for a timm model (offline)
+    device: str = "auto"
+    output_dir: str = "runs"
+    run_name: str | None = None
+    save_adapter: bool = True
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        self.adapter.validate()
+        kind = task_kind(self.task)
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r}; allowed: {DEVICES}")
+        if self.model == "auto":
+            return
+        if kind == "text" and self.model == EMBEDDED_VISION or kind == "image" and self.model == EMBEDDED_TEXT:
+            raise ConfigError(f"model {self.model!r} cannot run the {kind} task {self.task!r}")
+
+    # ---- the flat view: papermill parameters, CLI flags, run records ------------------------------------------
+
+    @staticmethod
+    def field_names() -> list[str]:
+        """Every flat name: the adapter's fields, then the run's."""
+        return [f.name for f in dataclasses.fields(AdapterConfig)] + run_field_names()
+
+    def to_dict(self) -> dict:
+        run = {name: getattr(self, name) for name in run_field_names()}
+        return {**self.adapter.to_dict(), **run}
+
+    @classmethod
+    def from_dict(cls, flat: dict) -> RunConfig:
+        """Build from one flat dict; an unknown name is refused with the closest known one."""
+        unknown = sorted(set(flat) - set(cls.field_names()))
+        if unknown:
+            hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, cls.field_names(), 1))
+                     else repr(u) for u in unknown]
+            raise ConfigError(f"unknown setting(s) {', '.join(hints)}; allowed: {', '.join(cls.field_names())}")
+        adapter_names = {f.name for f in dataclasses.fields(AdapterConfig)}
+        adapter = AdapterConfig(**{k: v for k, v in flat.items() if k in adapter_names})
+        return cls(adapter=adapter, **{k: v for k, v in flat.items() if k not in adapter_names})
+
+    # ---- derived values ----------------------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        return task_kind(self.task)
+
+    @property
+    def model_name(self) -> str:
+        if self.model != "auto":
+            return self.model
+        return EMBEDDED_TEXT if self.kind == "text" else EMBEDDED_VISION
+
+    @property
+    def adapter_lr(self) -> float:
+        return DEFAULT_LR[self.adapter.method] if self.lr is None else self.lr
+
+    @property
+    def task_head_lr(self) -> float:
+        return DEFAULT_HEAD_LR if self.head_lr is None else self.head_lr
+
+    def name(self) -> str:
+        if self.run_name:
+            return self.run_name
+        identity = {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+        method = self.adapter.method
+        rank = f"-r{self.adapter.rank}" if method in ("vera", "lora") else ""
+        return f"{self.task}-{method}{rank}-s{self.run_seed}-{digest}"
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name()
+
+
+def run_field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig) if f.name != "adapter"]

@@ -1,0 +1,75 @@
+"""The run record: one JSON file per run (written with core.io's atomic writer), with everything needed to trust and
+redraw it."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+from ..core.checkpoint import veralab_version
+
+RECORD = "record.json"
+
+
+def read_record(directory) -> dict | None:
+    path = Path(directory) / RECORD
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+
+    found = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+             "veralab": veralab_version()}
+    try:
+        import timm
+
+        found["timm"] = timm.__version__
+    except ImportError:
+        found["timm"] = None
+    return found
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
+
+
+def device_info(device) -> dict:
+    import torch
+
+    info = {"type": device.type, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["name"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def peak_memory(device) -> dict:
+    import psutil
+    import torch
+
+    rss = psutil.Process().memory_info().rss
+    result = {"rss_mib": round(rss / 2**20, 1)}
+    try:
+        import resource
+
+        result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        result["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return result

@@ -1,0 +1,225 @@
+"""One experiment end to end: RunConfig in, a trained adapter and a run record out.
+
+run_experiment reads as its four steps: prepare (data, model, adapter) → train → evaluate → record.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..core.checkpoint import count_parameters, save_adapter
+from ..core.config import ConfigError
+from ..core.inject import add_adapters
+from ..core.io import write_json_atomic
+from .config import RunConfig
+from .images import to_model_input
+from .metrics import compute
+from .models import load_text_model, load_vision_model
+from .record import RECORD, device_info, git_commit, peak_memory, read_record, versions
+from .tasks import TaskError, load_image_task, load_text_task, subsample, tokenize_cached
+from .train import TrainingDiverged, fit, parameter_groups, seed_everything
+
+
+class RunFailed(RuntimeError):
+    """The run stopped (NaN loss, out of memory); its record, with status "failed", says why."""
+
+
+@dataclass
+class TaskSetup:
+    """What training and evaluation need of a task, whatever its kind."""
+
+    model: torch.nn.Module
+    num_labels: int  # 1: regression
+    metrics: tuple[str, ...]  # the first is the headline metric
+    train_batches: Callable[[int], Iterable]  # epoch -> (inputs, labels) batches on the device
+    train_size: int
+    eval_batches: Callable[[str], Iterable]  # split name -> batches
+    eval_splits: list[str]  # the first is evaluated every epoch
+    forward: Callable  # (model, inputs) -> logits
+    data_info: dict  # for the record: source, sizes, notes
+
+    def evaluate(self, split: str) -> dict:
+        return evaluate(self.model, self.eval_batches(split), self.forward, self.metrics, self.num_labels)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'")
+    return torch.device(name)
+
+
+# ---- prepare: data and model per kind ------------------------------------------------------------------------
+
+def _text_setup(config: RunConfig, device) -> TaskSetup:
+    data = load_text_task(config.task, config.glue_dir)
+    model, tokenizer = load_text_model(config.model_name, data.num_labels)
+    train_texts, train_labels = subsample(*data.splits["train"], config.max_train_samples, config.run_seed)
+    evals = {name: subsample(*split, config.max_eval_samples, 0)
+             for name, split in data.splits.items() if name != "train"}
+    encoded = {name: (tokenize_cached(tokenizer, texts, config.max_length), labels)
+               for name, (texts, labels) in {"train": (train_texts, train_labels), **evals}.items()}
+    label_dtype = torch.float32 if data.num_labels == 1 else torch.long
+
+    def collate(ids, labels):
+        batch = tokenizer.pad({"input_ids": ids}, return_tensors="pt")
+        return {k: v.to(device) for k, v in batch.items()}, torch.tensor(labels, dtype=label_dtype, device=device)
+
+    def batches(split, size, order):
+        ids, labels = encoded[split]
+        for i in range(0, len(order), size):
+            chosen = order[i:i + size]
+            yield collate([ids[j] for j in chosen], [labels[j] for j in chosen])
+
+    def train_batches(epoch):
+        order = np.random.default_rng([config.run_seed, epoch]).permutation(len(train_labels))
+        return batches("train", config.batch_size, order)
+
+    def eval_batches(split):  # length-sorted: less padding
+        return batches(split, config.eval_batch_size, np.argsort([len(x) for x in encoded[split][0]]))
+
+    info = {"source": data.source, **data.notes, "train_used": len(train_labels),
+            "max_length": config.max_length, "tokenizer": tokenizer.name_or_path}
+    return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(train_labels), eval_batches,
+                     list(evals), lambda m, inputs: m(**inputs).logits, info)
+
+
+def _image_setup(config: RunConfig, device) -> TaskSetup:
+    data = load_image_task(config.task, config.shots_per_class, config.run_seed)
+    model, spec = load_vision_model(config.model_name, data.num_labels, checkpoint=config.checkpoint)
+    train_x, train_y = subsample(*data.train, config.max_train_samples, config.run_seed)
+    test_x, test_y = subsample(*data.test, config.max_eval_samples, 0)
+    tensors = {"train": (to_model_input(train_x, spec), torch.tensor(train_y)),
+               "test": (to_model_input(test_x, spec), torch.tensor(test_y))}
+
+    def batches(split, size, order):
+        x, y = tensors[split]
+        for i in range(0, len(order), size):
+            chosen = torch.as_tensor(order[i:i + size])
+            yield x[chosen].to(device), y[chosen].to(device)
+
+    def train_batches(epoch):
+        order = np.random.default_rng([config.run_seed, epoch]).permutation(len(train_y))
+        return batches("train", config.batch_size, order)
+
+    def eval_batches(split):
+        return batches(split, config.eval_batch_size, np.arange(len(tensors[split][1])))
+
+    info = {"source": data.source, **data.notes, "train_used": len(train_y), "input": spec}
+    return TaskSetup(model, data.num_labels, ("accuracy",), train_batches, len(train_y), eval_batches, ["test"],
+                     lambda m, x: m(x), info)
+
+
+def prepare(config: RunConfig, device: torch.device) -> TaskSetup:
+    """Data and model for the task, with the adapter added and checked against the task's labels."""
+    setup = (_text_setup if config.kind == "text" else _image_setup)(config, device)
+    add_adapters(setup.model, config.adapter)
+    setup.model.to(device)
+    check_labels_fit(setup.model, setup.forward, setup.eval_batches(setup.eval_splits[0]), setup.num_labels)
+    return setup
+
+
+def check_labels_fit(model, forward, batches, num_labels) -> None:
+    """One batch through the model before training: the head's width and the labels must agree."""
+    inputs, labels = next(iter(batches))
+    with torch.no_grad():
+        width = forward(model.eval(), inputs).shape[-1]
+    if width != num_labels:
+        raise TaskError(f"the model's head has {width} outputs but the task has {num_labels} labels")
+    if num_labels > 1 and (labels.min() < 0 or labels.max() >= num_labels):
+        raise TaskError(f"labels range over [{labels.min()}, {labels.max()}] but the head has {num_labels} classes")
+
+
+# ---- train and evaluate ---------------------------------------------------------------------------------------
+
+def train(setup: TaskSetup, config: RunConfig, device: torch.device) -> dict:
+    resolved = setup.model.veralab_config
+    groups = parameter_groups(setup.model, resolved.head_modules, config.adapter_lr, config.task_head_lr,
+                              config.weight_decay)
+    return fit(setup.model, setup.train_batches, -(-setup.train_size // config.batch_size),
+               lambda: setup.evaluate(setup.eval_splits[0]), epochs=config.epochs, groups=groups,
+               warmup_ratio=config.warmup_ratio, max_grad_norm=config.max_grad_norm, device=device,
+               forward=setup.forward, headline=setup.metrics[0])
+
+
+@torch.no_grad()
+def evaluate(model, batches, forward, metrics, num_labels) -> dict:
+    model.eval()
+    preds, golds = [], []
+    for inputs, labels in batches:
+        logits = forward(model, inputs).float()
+        preds.append((logits.squeeze(-1) if num_labels == 1 else logits.argmax(-1)).cpu().numpy())
+        golds.append(labels.cpu().numpy())
+    return compute(list(metrics), np.concatenate(preds), np.concatenate(golds))
+
+
+def held_out_test(setup: TaskSetup) -> dict | None:
+    """The test split's metrics where the task has one besides the split evaluated every epoch."""
+    if "test" in setup.eval_splits and setup.eval_splits[0] != "test":
+        return setup.evaluate("test")
+    return None
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
+
+def _now(seconds: float | None = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
+
+
+def run_experiment(config: RunConfig | dict) -> dict:
+    """Train and evaluate one configuration; write its record (and adapter) under config.run_dir().
+
+    A run whose record already exists with status "ok" is not redone (unless force); the stored record is returned.
+    """
+    if isinstance(config, dict):
+        config = RunConfig.from_dict(config)
+    config.validate()
+    run_dir = config.run_dir()
+    existing = read_record(run_dir)
+    if existing and existing.get("status") == "ok" and not config.force:
+        return existing
+    seed_everything(config.run_seed)
+    device = _device(config.device)
+    started = time.time()
+    setup = prepare(config, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    resolved = setup.model.veralab_config
+    record = {"status": "running", "name": config.name(), "config": config.to_dict(), "kind": config.kind,
+              "model": config.model_name, "data": setup.data_info, "metric": setup.metrics[0],
+              "resolved": {"lr": config.adapter_lr, "head_lr": config.task_head_lr,
+                           "target_modules": list(resolved.target_modules or ()),
+                           "head_modules": list(resolved.head_modules or ())},
+              "device": device_info(device), "versions": versions(), "git_commit": git_commit(),
+              "started": _now(started)}
+    try:
+        result = train(setup, config, device)
+    except (TrainingDiverged, torch.OutOfMemoryError) as err:
+        reason = str(err).splitlines()[0]
+        if isinstance(err, torch.OutOfMemoryError):
+            reason = f"out of memory on {device}: lower batch_size (now {config.batch_size}) or max_length"
+        record.update(status="failed", error=reason, traceback=traceback.format_exc(limit=3),
+                      memory=peak_memory(device), wall_seconds=round(time.time() - started, 2))
+        write_json_atomic(run_dir / RECORD, record)
+        raise RunFailed(f"run {config.name()} failed: {reason} (record: {run_dir / RECORD})") from err
+    test = held_out_test(setup)
+    counts = count_parameters(setup.model)
+    if config.save_adapter:
+        save_adapter(setup.model, run_dir / "adapter")
+    record.update(
+        status="ok", epochs=result["history"], best=result["best"], final=result["final"],
+        evaluated_on=setup.eval_splits[0], test=test,
+        params={"trainable": counts["trainable"], "total": counts["total"]}, adapter_bytes=counts["adapter_bytes"],
+        time={"wall_seconds": round(time.time() - started, 2), "train_seconds": result["train_seconds"],
+              "steps": result["steps"], "steps_per_second": round(result["steps"] / result["train_seconds"], 3),
+              "samples_per_second": round(result["samples"] / result["train_seconds"], 2)},
+        memory=peak_memory(device), finished=_now())
+    write_json_atomic(run_dir / RECORD, record)
+    return record

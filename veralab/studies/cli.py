@@ -1,0 +1,139 @@
+"""Command line: `veralab run` (one experiment; every RunConfig field is a flag), `sweep`, `collect`, `figures`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+from ..core.config import AdapterConfig, ConfigError
+
+
+def _parse_optional(kind):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null", "") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+    """One flag per dataclass field, typed from its annotation: --rank 256, --no-train-b, --target-modules q,v.
+    A field that is itself a dataclass (RunConfig.adapter) is skipped: add its class's flags separately."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        base = next((a for a in args if a is not type(None)), hint)
+        optional = type(None) in args
+        default = argparse.SUPPRESS
+        if base is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=f"(default: {f.default})")
+        elif typing.get_origin(base) is tuple:
+            parser.add_argument(flag, dest=f.name, default=default, metavar="A,B",
+                                help=f"comma-separated (default: {f.default})")
+        else:
+            kind = base if base in (int, float, str) else str
+            parser.add_argument(flag, dest=f.name, default=default, type=_parse_optional(kind) if optional else kind,
+                                help=f"(default: {f.default})")
+
+
+def _run(args) -> int:
+    from ..experiment import RunConfig, RunFailed, run_experiment
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+    try:
+        record = run_experiment(RunConfig.from_dict(fields))
+    except RunFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    summary = {k: record.get(k) for k in ("name", "status", "metric", "best", "final", "test", "params",
+                                            "adapter_bytes")}
+    summary["seconds"] = record.get("time", {}).get("wall_seconds")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _sweep(args) -> int:
+    from .sweep import run_sweep
+
+    summary = run_sweep(args.study, grid_file=args.grid, profile=args.profile, jobs=args.jobs,
+                        executor=args.executor, output_dir=args.output_dir, ray_address=args.ray_address,
+                        limit=args.limit, timeout=args.timeout)
+    return 1 if summary["failed"] else 0
+
+
+def _collect(args) -> int:
+    from .collect import collect_records
+
+    frame = collect_records(args.runs)
+    if args.out:
+        frame.to_csv(args.out, index=False)
+        print(f"{len(frame)} records -> {args.out}")
+    else:
+        print(frame.to_string(max_rows=50))
+    return 0
+
+
+def _figures(args) -> int:
+    from .figures import make_all
+
+    written = make_all(args.runs, args.out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..experiment import RunConfig
+    from .sweep import PROFILES, STUDIES
+
+    parser = argparse.ArgumentParser(prog="veralab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and evaluate one configuration; writes <output-dir>/<name>/record.json")
+    add_config_flags(run, AdapterConfig)
+    add_config_flags(run, RunConfig)
+    run.set_defaults(func=_run)
+
+    sweep = sub.add_parser("sweep", help="execute a study's notebook once per grid point with papermill")
+    sweep.add_argument("study", choices=(*STUDIES, "all"))
+    sweep.add_argument("--grid", help="YAML file overriding the profile's grid")
+    sweep.add_argument("--profile", default="default", choices=tuple(PROFILES))
+    sweep.add_argument("--jobs", type=int, default=1, help="parallel workers; with n GPUs worker k uses GPU k mod n "
+                       "(jobs above n share GPUs)")
+    sweep.add_argument("--executor", default="local", choices=("local", "ray"))
+    sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    sweep.add_argument("--output-dir", default="runs")
+    sweep.add_argument("--limit", type=int, default=None, help="run only the first N grid points")
+    sweep.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell before it fails")
+    sweep.set_defaults(func=_sweep)
+
+    collect = sub.add_parser("collect", help="all run records -> one table")
+    collect.add_argument("--runs", default="runs")
+    collect.add_argument("--out", default=None, help="CSV path (default: print)")
+    collect.set_defaults(func=_collect)
+
+    figures = sub.add_parser("figures", help="regenerate tables and figures from the run records")
+    figures.add_argument("--runs", default="runs")
+    figures.add_argument("--out", default="figures")
+    figures.set_defaults(func=_figures)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Every run record under a folder -> one pandas DataFrame, a row per run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..core.config import ABLATION_FIELDS, DEFAULT
+from ..experiment.record import RECORD
+
+CONFIG_COLUMNS = ("task", "model", "method", "rank", "projection_prng_key", "run_seed", "d_init", "b_init",
+                  "projection_init", "train_d", "train_b", "shared", "epochs", "max_train_samples", "shots_per_class",
+                  "batch_size")
+
+
+def variant(config: dict) -> str:
+    """A short readable name for a configuration's adapter variant (used in legends and tables)."""
+    method = config["method"]
+    if method != "vera":
+        return {"head": "head only", "full": "full fine-tune", "lora": f"LoRA r={config['rank']}"}[method]
+    setting = {name: config.get(name, getattr(DEFAULT, name)) for name in ABLATION_FIELDS}
+    parts = [f"VeRA r={config['rank']}"]
+    if not setting["train_b"]:
+        parts.append("d only")  # d starts at 0 there by necessity, so its d_init is not a variant of its own
+    if not setting["train_d"]:
+        parts.append("b only")
+    if not setting["shared"]:
+        parts.append("independent A/B")
+    if setting["projection_init"] != DEFAULT.projection_init:
+        parts.append(setting["projection_init"])
+    if setting["train_b"] and setting["d_init"] != DEFAULT.d_init:
+        parts.append(f"d_init={setting['d_init']:g}")
+    return ", ".join(parts)
+
+
+def flatten(record: dict, path: Path | None = None) -> dict:
+    config = record["config"]
+    headline = record.get("metric")
+    row = {"name": record.get("name"), "status": record.get("status"), "kind": record.get("kind")}
+    row.update({k: config.get(k) for k in CONFIG_COLUMNS})
+    row["model"] = record.get("model", config.get("model"))
+    row["variant"] = variant(config)
+    row["default_variant"] = config["method"] != "vera" or all(
+        config.get(name, getattr(DEFAULT, name)) == getattr(DEFAULT, name) for name in ABLATION_FIELDS)
+    row["metric"] = headline
+    if record.get("status") == "ok":
+        # The held-out test metric where the task has a test split (Rotten Tomatoes, images); else the last
+        # epoch's dev metric (GLUE: the paper evaluates on dev).
+        test = record.get("test") or {}
+        row["score"] = test.get(headline, record["final"][headline]) if headline in (record.get("final") or {}) \
+            else None
+        row["score_split"] = "test" if headline in test else record.get("evaluated_on")
+        row["best_validation"] = record["best"].get(headline)
+        row["trainable"] = record["params"]["trainable"]
+        row["total"] = record["params"]["total"]
+        row["adapter_bytes"] = record.get("adapter_bytes")
+        row["wall_seconds"] = record["time"]["wall_seconds"]
+        row["samples_per_second"] = record["time"]["samples_per_second"]
+    row["error"] = record.get("error")
+    row["device"] = (record.get("device") or {}).get("type")
+    row["train_size"] = (record.get("data") or {}).get("train_used")
+    row["path"] = str(path) if path else None
+    return row
+
+
+def collect_records(runs="runs") -> pd.DataFrame:
+    rows = []
+    for path in sorted(Path(runs).glob(f"**/{RECORD}")):
+        try:
+            rows.append(flatten(json.loads(path.read_text()), path))
+        except (json.JSONDecodeError, KeyError):
+            continue  # not a veralab record
+    columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "metric", "score",
+               "score_split", "best_validation", "trainable", "total", "adapter_bytes", "wall_seconds",
+               "samples_per_second", "error", "device", "train_size", "path"]
+    return pd.DataFrame(rows, columns=columns)
