@@ -4,9 +4,11 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 import veralab as vl
 from tests.conftest import assert_close_to_rounding
+from veralab.core.checkpoint import AdapterFileError
 from veralab.experiment.models import load_text_model
 
 from .test_adapters import _randomize_vectors
@@ -96,3 +98,98 @@ def test_export_refuses_what_peft_cannot_express(tiny, tmp_path):
     vl.add_adapters(tiny, vl.AdapterConfig(rank=4, shared=False))
     with pytest.raises(vl.ConfigError, match="shared=False.*cannot be exported"):
         vl.export_peft(tiny, tmp_path)
+
+
+def _saved(tiny, tmp_path, config=None):
+    vl.add_adapters(tiny, config or vl.AdapterConfig(rank=4))
+    _randomize_vectors(tiny)
+    return vl.save_adapter(tiny, tmp_path / "a")
+
+
+@pytest.mark.parametrize("keep", [0, 7, 0.5], ids=["empty", "header-cut", "half"])
+def test_damaged_weights_file_is_named(tiny, tmp_path, keep):
+    weights = _saved(tiny, tmp_path) / "adapter.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: int(keep * len(data)) if isinstance(keep, float) else keep])
+    with pytest.raises(AdapterFileError, match=rf"^{weights} is damaged or truncated \(.*\); save the adapter again"):
+        vl.load_adapter(type(tiny)(), tmp_path / "a")
+
+
+@pytest.mark.parametrize("config", [vl.AdapterConfig(rank=4), vl.AdapterConfig(rank=4, shared=False)],
+                         ids=["shared", "independent"])
+@pytest.mark.parametrize("edit", [{"projection_prng_key": 1}, {"projection_init": "uniform"}], ids=["key", "init"])
+def test_edited_projection_settings_are_refused(tiny, tmp_path, config, edit):
+    path = _saved(tiny, tmp_path, config)
+    manifest = json.loads((path / "adapter_config.json").read_text())
+    manifest["config"].update(edit)
+    (path / "adapter_config.json").write_text(json.dumps(manifest))
+    with pytest.raises(vl.AdapterMismatchError, match=rf"^adapter at {path}: the frozen A/B it loads .* differ from "
+                                                      r"the ones its vectors were trained with .*projection_prng_key"):
+        vl.load_adapter(type(tiny)(), path)
+
+
+def test_stored_projection_is_checked_too_and_makes_the_key_irrelevant(tiny, tmp_path):
+    fresh = type(tiny)()
+    fresh.load_state_dict(tiny.state_dict())
+    path = _saved(tiny, tmp_path, vl.AdapterConfig(rank=4, save_projection=True))
+    manifest = json.loads((path / "adapter_config.json").read_text())
+    manifest["config"]["projection_prng_key"] = 1
+    (path / "adapter_config.json").write_text(json.dumps(manifest))
+    vl.load_adapter(fresh, path)  # the stored A/B are used, so the key does not matter
+    x = torch.randn(2, 3, 16)
+    with torch.no_grad():
+        assert torch.equal(tiny(x), fresh(x))
+    tensors = load_file(str(path / "adapter.safetensors"))
+    tensors["veralab.projection.0.A"][0, 0] += 1.0
+    save_file(tensors, str(path / "adapter.safetensors"))
+    with pytest.raises(vl.AdapterMismatchError, match="the frozen A/B it loads"):
+        vl.load_adapter(type(tiny)(), path)
+
+
+@pytest.mark.parametrize("config", [vl.AdapterConfig(method="lora", rank=3), vl.AdapterConfig(method="head")],
+                         ids=["lora", "head"])
+def test_adapters_without_projection_record_no_checksum(tiny, tmp_path, config):
+    path = _saved(tiny, tmp_path, config)
+    assert json.loads((path / "adapter_config.json").read_text())["projection_sha256"] is None
+    vl.load_adapter(type(tiny)(), path)
+
+
+@pytest.mark.parametrize("edit,expected", [
+    (lambda m: "{\"config\": ", r"is not valid JSON \(Expecting value: line 1 column 12"),
+    (lambda m: "[]", r"holds a JSON list, not an object"),
+    (lambda m: {k: v for k, v in m.items() if k != "fingerprint"}, r"lacks 'fingerprint' \(it has \['base_model', "),
+    (lambda m: {k: v for k, v in m.items() if k != "config"}, r"lacks 'config'"),
+    (lambda m: {**m, "fingerprint": "abc"}, r"has a malformed \"config\" or \"fingerprint\""),
+], ids=["invalid-json", "list", "no-fingerprint", "no-config", "bad-fingerprint"])
+def test_damaged_manifest_is_named(tiny, tmp_path, edit, expected):
+    config_file = _saved(tiny, tmp_path) / "adapter_config.json"
+    changed = edit(json.loads(config_file.read_text()))
+    config_file.write_text(changed if isinstance(changed, str) else json.dumps(changed))
+    with pytest.raises(AdapterFileError, match=rf"^{config_file} {expected}.*save the adapter again"):
+        vl.load_adapter(type(tiny)(), tmp_path / "a")
+
+
+def test_manifest_with_an_unknown_config_field_is_named(tiny, tmp_path):
+    config_file = _saved(tiny, tmp_path) / "adapter_config.json"
+    manifest = json.loads(config_file.read_text())
+    manifest["config"]["rnak"] = 4
+    config_file.write_text(json.dumps(manifest))
+    with pytest.raises(AdapterFileError, match=rf"^{config_file} holds no valid AdapterConfig under \"config\": "
+                                               r"unknown AdapterConfig field\(s\) \['rnak'\]"):
+        vl.load_adapter(type(tiny)(), tmp_path / "a")
+
+
+def test_import_peft_names_missing_and_damaged_files(tiny, tmp_path):
+    vl.add_adapters(tiny, vl.AdapterConfig(rank=4))
+    folder = vl.export_peft(tiny, tmp_path / "peft")
+    weights, config_file = folder / "adapter_model.safetensors", folder / "adapter_config.json"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(AdapterFileError, match=rf"^{weights} is damaged or truncated .*export the PEFT adapter again"):
+        vl.import_peft(type(tiny)(), folder)
+    config_file.write_text(json.dumps({"peft_type": "VERA", "r": 4}))
+    with pytest.raises(AdapterFileError, match=rf"^{config_file} lacks 'target_modules' \(it has \['peft_type', 'r'\]"):
+        vl.import_peft(type(tiny)(), folder)
+    config_file.unlink()
+    with pytest.raises(FileNotFoundError, match=rf"^{folder} is not a PEFT adapter: expected adapter_config.json and "
+                                                r"adapter_model.safetensors in it"):
+        vl.import_peft(type(tiny)(), folder)

@@ -61,3 +61,78 @@ def test_unknown_labels_are_refused(tmp_path):
     (tmp_path / "RTE" / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tcontradiction\n")
     with pytest.raises(GlueDataError, match=r"labels \['contradiction'\].*allowed: \('entailment', 'not_entailment'\)"):
         read_glue_split(tmp_path, "rte", "dev")
+
+
+def _tsv(root, folder, text, split="train"):
+    (root / folder).mkdir(exist_ok=True)
+    path = root / folder / f"{split}.tsv"
+    path.write_text(text)
+    return path
+
+
+def test_short_rows_are_refused_with_file_and_line_not_dropped(tmp_path):
+    rows = "".join(f"{i}\tpremise {i}\thypothesis {i}\tentailment\n" if i % 2 else f"{i}\tpremise {i}\tentailment\n"
+                   for i in range(100))
+    path = _tsv(tmp_path, "RTE", "index\tsentence1\tsentence2\tlabel\n" + rows)
+    with pytest.raises(GlueDataError, match=rf"^{path} line 2 has 3 tab-separated fields where the header has 4 "
+                                            r"\(index, sentence1, sentence2, label\).*fix that line"):
+        read_glue_split(tmp_path, "rte", "train")
+
+
+def test_a_tab_inside_a_text_is_refused_but_a_trailing_tab_is_not(tmp_path):
+    path = _tsv(tmp_path, "SST-2", "sentence\tlabel\na fine film\t1\t\nthe plot\tthickens, then thins\t0\n")
+    with pytest.raises(GlueDataError, match=rf"^{path} line 3 has 3 tab-separated fields where the header has 2"):
+        read_glue_split(tmp_path, "sst2", "train")
+    _tsv(tmp_path, "SST-2", "sentence\tlabel\na fine film\t1\t\n\nthe end\t0\n")  # a blank line holds no example
+    assert read_glue_split(tmp_path, "sst2", "train") == ([("a fine film", None), ("the end", None)], [1, 0])
+
+
+def test_cola_short_row_names_its_headerless_layout(tmp_path):
+    path = _tsv(tmp_path, "CoLA", "gj04\t1\t\tFine sentence.\ngj04\t0\tBroken sentence.\n")
+    with pytest.raises(GlueDataError, match=rf"^{path} line 2 has 3 tab-separated fields where CoLA's headerless "
+                                            r"layout has 4 \(source, label, original_label, sentence\)"):
+        read_glue_split(tmp_path, "cola", "train")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("", r"is empty: expected a header line, then one tab-separated row per example"),
+    ("sentence\tlabel\n", r"has a header but no rows"),
+], ids=["empty", "header-only"])
+def test_empty_files_are_refused(tmp_path, text, expected):
+    path = _tsv(tmp_path, "SST-2", text, "dev")
+    with pytest.raises(GlueDataError, match=rf"^{path} {expected}"):
+        read_glue_split(tmp_path, "sst2", "dev")
+
+
+def test_a_file_that_is_not_utf8_text_is_named(tmp_path):
+    (tmp_path / "SST-2").mkdir()
+    (tmp_path / "SST-2" / "dev.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe caf\xe9\t1\n")
+    with pytest.raises(GlueDataError, match=r"dev.tsv is not a UTF-8 tab-separated text file"):
+        read_glue_split(tmp_path, "sst2", "dev")
+
+
+def test_header_and_row_problems_are_told_apart(tmp_path):
+    path = _tsv(tmp_path, "MRPC", "Quality\t#1 ID\t#2 ID\t#1 String\n1\t1\t2\tA sentence.\n")
+    with pytest.raises(GlueDataError, match=rf"^{path}: the header \(line 1\) lacks column\(s\) \['#2 String'\] that "
+                                            r"task 'mrpc' needs; it has \['Quality', '#1 ID', '#2 ID', '#1 String'\]"):
+        read_glue_split(tmp_path, "mrpc", "train")
+    path = _tsv(tmp_path, "MRPC", "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tA sentence.\tAnother.\n"
+                                  "0\t3\t4\tOnly one sentence.\n")
+    with pytest.raises(GlueDataError, match=rf"^{path} line 3 has 4 tab-separated fields where the header has 5"):
+        read_glue_split(tmp_path, "mrpc", "train")
+
+
+@pytest.mark.parametrize("score", ["abc", "", "5.5", "nan"])
+def test_bad_stsb_score_names_file_line_and_value(tmp_path, score):
+    header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+    row = "{}\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA man plays.\tA man is playing.\t{}\n"
+    path = _tsv(tmp_path, "STS-B", header + row.format(0, "5.000") + row.format(1, score), "dev")
+    with pytest.raises(GlueDataError, match=rf"^{path} line 3: STS-B score '{score}' is not a number in \[0, 5\]$"):
+        read_glue_split(tmp_path, "stsb", "dev")
+
+
+def test_unknown_label_names_file_and_first_line(tmp_path):
+    path = _tsv(tmp_path, "SST-2", "sentence\tlabel\ngood\t1\nbad\tnegative\nworse\tnegative\n")
+    with pytest.raises(GlueDataError, match=rf"^{path} has labels \['negative'\] that task 'sst2' does not know "
+                                            r"\(first on line 3\); allowed: \('0', '1'\)"):
+        read_glue_split(tmp_path, "sst2", "train")

@@ -2,7 +2,8 @@
 
 The format (a directory): ``adapter.safetensors`` holds the trained tensors (VeRA: d and b per layer, plus the
 head when trained; A/B only with ``save_projection``) and ``adapter_config.json`` the AdapterConfig, the base model's
-name and a fingerprint of the adapted shapes, checked on load.
+name, a fingerprint of the adapted shapes and a checksum of the frozen A/B the vectors were trained against, both
+checked on load.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save, save_file
 from torch import nn
 
@@ -26,6 +28,31 @@ WEIGHTS, CONFIG = "adapter.safetensors", "adapter_config.json"
 
 class AdapterMismatchError(ValueError):
     """An adapter does not fit the model it is loaded onto."""
+
+
+class AdapterFileError(ValueError):
+    """An adapter file that is damaged or incomplete, named with what is wrong."""
+
+
+def read_tensors(file: Path, remedy: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file))
+    except SafetensorError as err:
+        raise AdapterFileError(f"{file} is damaged or truncated ({err}); {remedy}") from err
+
+
+def read_json_object(file: Path, keys: tuple[str, ...], remedy: str) -> dict:
+    """The JSON object in `file`, holding `keys`."""
+    try:
+        data = json.loads(file.read_text())
+    except ValueError as err:  # invalid JSON or not UTF-8
+        raise AdapterFileError(f"{file} is not valid JSON ({err}); {remedy}") from err
+    if not isinstance(data, dict):
+        raise AdapterFileError(f"{file} holds a JSON {type(data).__name__}, not an object; {remedy}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise AdapterFileError(f"{file} lacks {', '.join(map(repr, missing))} (it has {sorted(data)}); {remedy}")
+    return data
 
 
 def _trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -55,6 +82,18 @@ def fingerprint(model: nn.Module) -> dict:
     return {"adapted": shapes, "sha256": digest}
 
 
+def projection_digest(model: nn.Module) -> str | None:
+    """A hash of the frozen A/B (as float32), so that a load that regenerates other ones is caught; None without."""
+    found = projections(model)
+    if not found:
+        return None
+    digest = hashlib.sha256()
+    for projection in found:
+        for matrix in (projection.A, projection.B):
+            digest.update(matrix.detach().to("cpu", torch.float32).contiguous().numpy())
+    return digest.hexdigest()[:16]
+
+
 def base_name(model: nn.Module) -> str | None:
     cfg = getattr(model, "config", None)
     name = getattr(cfg, "_name_or_path", None) or getattr(model, "veralab_base_name", None)
@@ -71,7 +110,8 @@ def veralab_version() -> str:
 def _manifest(model: nn.Module) -> dict:
     config: AdapterConfig = model.veralab_config
     return {"format": "veralab-adapter", "veralab": veralab_version(), "config": config.to_dict(),
-            "base_model": base_name(model), "model_class": type(model).__name__, "fingerprint": fingerprint(model)}
+            "base_model": base_name(model), "model_class": type(model).__name__, "fingerprint": fingerprint(model),
+            "projection_sha256": projection_digest(model)}
 
 
 def count_parameters(model: nn.Module) -> dict:
@@ -103,31 +143,49 @@ def read_manifest(path) -> dict:
     path = Path(path)
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"{path} is not a veralab adapter: expected {CONFIG} and {WEIGHTS} in it")
-    return json.loads((path / CONFIG).read_text())
+    remedy = "save the adapter again (save_adapter writes it whole)"
+    manifest = read_json_object(path / CONFIG, ("config", "fingerprint"), remedy)
+    fp = manifest["fingerprint"]
+    if not isinstance(manifest["config"], dict) or not isinstance(fp, dict) or not {"adapted", "sha256"} <= set(fp):
+        raise AdapterFileError(f"{path / CONFIG} has a malformed \"config\" or \"fingerprint\" (expected objects, "
+                               f"the fingerprint with \"adapted\" and \"sha256\"); {remedy}")
+    return manifest
 
 
 def load_adapter(model: nn.Module, path) -> nn.Module:
     """Add the saved adapter to a fresh base model (or fill a model already adapted with the same config)."""
+    path = Path(path)
     manifest = read_manifest(path)
-    config = AdapterConfig.from_dict(manifest["config"])
+    made_for = manifest.get("base_model") or manifest.get("model_class")
+    try:
+        config = AdapterConfig.from_dict(manifest["config"])
+    except (ConfigError, TypeError) as err:
+        raise AdapterFileError(f"{path / CONFIG} holds no valid AdapterConfig under \"config\": {err}") from err
     if getattr(model, "veralab_config", None) is None:
         try:
             add_adapters(model, config)
         except ConfigError as err:
             raise AdapterMismatchError(
-                f"adapter at {path} (made for {manifest['base_model'] or manifest['model_class']}) does not fit "
-                f"this {type(model).__name__}: {err}") from err
+                f"adapter at {path} (made for {made_for}) does not fit this {type(model).__name__}: {err}") from err
     expected, actual = manifest["fingerprint"], fingerprint(model)
     if expected["sha256"] != actual["sha256"]:
         diff = [f"{e} vs {a}" for e, a in zip(expected["adapted"], actual["adapted"]) if e != a][:3]
         raise AdapterMismatchError(
             f"adapter at {path} was made for a base model with {len(expected['adapted'])} adapted layers "
-            f"({manifest['base_model'] or manifest['model_class']}); this {type(model).__name__} has "
-            f"{len(actual['adapted'])}. First differences (saved vs this model): {diff or 'layer count'}")
-    tensors = load_file(str(Path(path) / WEIGHTS))
+            f"({made_for}); this {type(model).__name__} has {len(actual['adapted'])}. First differences (saved vs "
+            f"this model): {diff or 'layer count'}")
+    tensors = read_tensors(path / WEIGHTS, "save the adapter again")
     for i, projection in enumerate(projections(model)):
         if f"veralab.projection.{i}.A" in tensors:
             projection.assign(tensors.pop(f"veralab.projection.{i}.A"), tensors.pop(f"veralab.projection.{i}.B"))
+    saved, here = manifest.get("projection_sha256"), projection_digest(model)  # None: LoRA/head, or an older save
+    if saved and saved != here:
+        raise AdapterMismatchError(
+            f"adapter at {path}: the frozen A/B it loads (regenerated from its config, or stored with save_projection) "
+            f"differ from the ones its vectors were trained with (projection_sha256 {saved} in {CONFIG}, {here} "
+            "here), so it would give other logits. Its A/B settings (projection_prng_key, projection_init, rank, "
+            f"shared) were edited, or this torch draws other random numbers: restore the saved {CONFIG}, or save the "
+            "adapter again with save_projection=True")
     copy_into(model, tensors, path)
     return model
 

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from .checkpoint import base_name, copy_into, projections
+from .checkpoint import base_name, copy_into, projections, read_json_object, read_tensors
 from .config import AdapterConfig, ConfigError
 from .inject import adapted_layers, add_adapters
 from .io import atomic_path, write_text_atomic
@@ -75,11 +75,15 @@ def export_peft(model: nn.Module, directory) -> Path:
 def import_peft(model: nn.Module, directory) -> nn.Module:
     """Load a PEFT VeRA or LoRA adapter (as saved by PEFT or export_peft) into a fresh base model as veralab's."""
     directory = Path(directory)
-    peft_config = json.loads((directory / "adapter_config.json").read_text())
-    kind = peft_config.get("peft_type")
+    files = ("adapter_config.json", "adapter_model.safetensors")
+    if not all((directory / f).is_file() for f in files):
+        raise FileNotFoundError(f"{directory} is not a PEFT adapter: expected {' and '.join(files)} in it")
+    remedy = "save or export the PEFT adapter again"
+    peft_config = read_json_object(directory / files[0], ("peft_type", "target_modules", "r"), remedy)
+    kind = peft_config["peft_type"]
     if kind not in ("VERA", "LORA"):
         raise ConfigError(f"import_peft reads VERA or LORA adapters; {directory} holds peft_type {kind!r}")
-    tensors = load_file(str(directory / "adapter_model.safetensors"))
+    tensors = read_tensors(directory / files[1], remedy)
     targets = peft_config["target_modules"]
     heads = peft_config.get("modules_to_save") or []
     present_heads = [h for h in heads if any(k.startswith(f"base_model.model.{h}.") for k in tensors)]

@@ -39,13 +39,52 @@ class GlueDataError(ValueError):
     """A GLUE folder or file that does not hold what the task needs."""
 
 
-def _read_tsv(path: Path, header: tuple[str, ...] | None = None) -> list[dict]:
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        rows = list(reader)
+def _read_tsv(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every line but blank ones, which hold no example."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            return [(reader.line_num, row) for row in reader if row]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise GlueDataError(f"{path} is not a UTF-8 tab-separated text file ({err}); use the GLUE download's TSVs") \
+            from err
+
+
+def _read_table(path: Path, task: str, header: tuple[str, ...] | None) -> list[tuple[int, dict]]:
+    """(line number, {column: field}) per row, every row holding one field per column of the header (or of CoLA's
+    fixed layout). Empty fields after the last column (a stray tab at a line's end) are allowed; any other extra field
+    means a text held a tab, which shifts the columns after it, so it is an error like a missing field."""
+    spec, rows = GLUE_TASKS[task], _read_tsv(path)
+    if not rows:
+        raise GlueDataError(f"{path} is empty: expected {'a header line, then ' if header is None else ''}"
+                            "one tab-separated row per example")
+    layout = "CoLA's headerless layout" if header else "the header"
     if header is None:
-        header, rows = tuple(rows[0]), rows[1:]
-    return [dict(zip(header, row)) for row in rows if len(row) >= len(header)]
+        first, fields = rows.pop(0)
+        header = tuple(fields)
+        missing = [c for c in (spec.text_a, spec.text_b, spec.label) if c and c not in header]
+        if missing:
+            raise GlueDataError(f"{path}: the header (line {first}) lacks column(s) {missing} that task {task!r} "
+                                f"needs; it has {list(header)}")
+        if not rows:
+            raise GlueDataError(f"{path} has a header but no rows: expected one tab-separated row per example")
+    for line, row in rows:
+        if len(row) < len(header) or any(row[len(header):]):
+            raise GlueDataError(
+                f"{path} line {line} has {len(row)} tab-separated fields where {layout} has {len(header)} "
+                f"({', '.join(header)}); every row needs exactly one field per column (a tab or line break inside a "
+                "text splits it): fix that line or restore the file from the GLUE download")
+    return [(line, dict(zip(header, row))) for line, row in rows]
+
+
+def _score(path: Path, line: int, value: str) -> float:
+    try:
+        score = float(value)
+    except ValueError:
+        score = None
+    if score is None or not 0 <= score <= 5:
+        raise GlueDataError(f"{path} line {line}: STS-B score {value!r} is not a number in [0, 5]")
+    return score
 
 
 def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, str | None]], list]:
@@ -57,20 +96,16 @@ def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, st
         have = sorted(p.name for p in Path(glue_dir).iterdir()) if Path(glue_dir).is_dir() else []
         raise GlueDataError(f"GLUE dir {glue_dir} has no {GLUE_DIRS[task]}/{split}.tsv for task {task!r} "
                             f"(it holds: {have or 'nothing'}); download GLUE or drop --glue-dir to use the hub")
-    rows = _read_tsv(path, COLA_COLUMNS if task == "cola" else None)
-    missing = {spec.text_a, spec.label} - set(rows[0] if rows else ())
-    if missing:
-        raise GlueDataError(f"{path} lacks column(s) {sorted(missing)} that task {task!r} needs")
-    texts = [(r[spec.text_a], r[spec.text_b] if spec.text_b else None) for r in rows]
+    rows = _read_table(path, task, COLA_COLUMNS if task == "cola" else None)
+    texts = [(r[spec.text_a], r[spec.text_b] if spec.text_b else None) for _, r in rows]
     if spec.labels is None:
-        labels = [float(r[spec.label]) for r in rows]
-    else:
-        index = {name: i for i, name in enumerate(spec.labels)}
-        bad = sorted({r[spec.label] for r in rows} - set(index))
-        if bad:
-            raise GlueDataError(f"{path} has labels {bad[:5]} that task {task!r} does not know; allowed: {spec.labels}")
-        labels = [index[r[spec.label]] for r in rows]
-    return texts, labels
+        return texts, [_score(path, line, r[spec.label]) for line, r in rows]
+    index = {name: i for i, name in enumerate(spec.labels)}
+    bad = [(line, r[spec.label]) for line, r in rows if r[spec.label] not in index]
+    if bad:
+        raise GlueDataError(f"{path} has labels {sorted({v for _, v in bad})[:5]} that task {task!r} does not know "
+                            f"(first on line {bad[0][0]}); allowed: {spec.labels}")
+    return texts, [index[r[spec.label]] for _, r in rows]
 
 
 def load_glue_hub(task: str, split: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -65,14 +66,32 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     return row
 
 
+def _read(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as err:  # invalid JSON (a run killed mid-write by an older veralab, an edit) or not UTF-8
+        raise ValueError(f"invalid JSON ({err})") from err
+    if not isinstance(record, dict):
+        raise ValueError(f"not a JSON object but a {type(record).__name__}")
+    if not isinstance(record.get("config"), dict):
+        raise ValueError('missing "config" (an object)')
+    return record
+
+
 def collect_records(runs="runs") -> pd.DataFrame:
-    rows = []
+    """A row per record under `runs`. An unreadable record is skipped with a warning naming it and why (one bad file
+    must not hide every run from a table); their paths are in ``frame.attrs["skipped"]``."""
+    rows, skipped = [], []
     for path in sorted(Path(runs).glob(f"**/{RECORD}")):
         try:
-            rows.append(flatten(json.loads(path.read_text()), path))
-        except (json.JSONDecodeError, KeyError):
-            continue  # not a veralab record
+            rows.append(flatten(_read(path), path))
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            why = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+            warnings.warn(f"skipped {path}: not a readable veralab run record: {why}", stacklevel=2)
+            skipped.append(str(path))
     columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "metric", "score",
                "score_split", "best_validation", "trainable", "total", "adapter_bytes", "wall_seconds",
                "samples_per_second", "error", "device", "train_size", "path"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs["skipped"] = skipped
+    return frame

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..core.config import DEFAULT, PROJECTION_INITS
+from ..experiment.record import RECORD
 from .collect import collect_records
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
@@ -240,8 +241,14 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def make_all(runs="runs", out="figures") -> list[Path]:
-    """Regenerate every table and figure in `out` from the records under `runs`."""
+    """Regenerate every table and figure in `out` from the records under `runs`; without any record (a mistyped
+    --runs) nothing is written, so `out`'s tables are not replaced by empty ones."""
     frame = collect_records(runs)
+    if frame.empty:
+        why = "" if Path(runs).is_dir() else ", which does not exist"
+        if frame.attrs["skipped"]:
+            why = f", only {len(frame.attrs['skipped'])} unreadable ones (named in the warnings above)"
+        raise FileNotFoundError(f"no run records ({RECORD}) under {runs}{why}; nothing written to {out}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

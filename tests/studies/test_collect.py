@@ -1,0 +1,77 @@
+"""collect_records names every record it cannot read, and figures refuse to overwrite tables with nothing."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from veralab.studies.collect import collect_records
+from veralab.studies.figures import make_all
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "results" / "default"
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """Two real records from results/default, copied."""
+    sources = sorted(RESULTS.glob("*/record.json"))[:2]
+    if len(sources) < 2:
+        pytest.skip("no committed records under results/default")
+    for source in sources:
+        (tmp_path / "runs" / source.parent.name).mkdir(parents=True)
+        shutil.copy(source, tmp_path / "runs" / source.parent.name / "record.json")
+    return tmp_path / "runs"
+
+
+@pytest.mark.parametrize("text,why", [
+    (lambda good: good[: len(good) // 2], r"invalid JSON \(.*line"),
+    (lambda good: "[]", r"not a JSON object but a list"),
+    (lambda good: json.dumps({"name": "x", "status": "ok"}), r"missing \"config\""),
+    (lambda good: json.dumps({k: v for k, v in json.loads(good).items() if k != "time"}), r"missing key 'time'"),
+    (lambda good: json.dumps({**json.loads(good), "params": None}), r"'NoneType' object is not subscriptable"),
+], ids=["truncated", "list", "no-config", "no-time", "wrong-type"])
+def test_each_unreadable_record_is_warned_about_and_skipped(runs, text, why):
+    bad = runs / "zz-bad" / "record.json"
+    bad.parent.mkdir()
+    bad.write_text(text(next(runs.glob("*/record.json")).read_text()))
+    with pytest.warns(UserWarning, match=rf"^skipped {bad}: not a readable veralab run record: {why}") as caught:
+        frame = collect_records(runs)
+    assert len(caught) == 1
+    assert len(frame) == 2 and frame.attrs["skipped"] == [str(bad)]
+
+
+def test_readable_records_give_no_warning(runs, recwarn):
+    assert len(collect_records(runs)) == 2 and not recwarn.list
+
+
+def test_figures_without_records_write_nothing(runs, tmp_path):
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "results.md").write_text("the real table\n")
+    (tmp_path / "empty").mkdir()
+    for missing, why in ((tmp_path / "typo", ", which does not exist"), (tmp_path / "empty", "")):
+        with pytest.raises(FileNotFoundError, match=rf"^no run records \(record.json\) under {missing}{why}; "
+                                                    rf"nothing written to {out}$"):
+            make_all(missing, out)
+    for record in runs.glob("*/record.json"):
+        record.write_text("[]")
+    with pytest.warns(UserWarning), pytest.raises(FileNotFoundError, match=r"under .*runs, only 2 unreadable ones"):
+        make_all(runs, out)
+    assert [p.name for p in out.iterdir()] == ["results.md"] and (out / "results.md").read_text() == "the real table\n"
+
+
+def test_figures_cli_with_a_mistyped_runs_folder_fails_in_one_line(tmp_path):
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "results.md").write_text("the real table\n")
+    result = subprocess.run([sys.executable, "-m", "veralab", "figures", "--runs", str(tmp_path / "typo"), "--out",
+                             str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2
+    assert f"error: no run records (record.json) under {tmp_path / 'typo'}, which does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [p.name for p in out.iterdir()] == ["results.md"] and (out / "results.md").read_text() == "the real table\n"
+    assert not (tmp_path / "typo").exists()
