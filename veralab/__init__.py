@@ -8,6 +8,7 @@ Three layers, imports pointing down only:
 
 from .core import (
     AdapterConfig,
+    AdapterFileError,
     AdapterMismatchError,
     ConfigError,
     add_adapters,
@@ -24,6 +25,6 @@ from .core.checkpoint import veralab_version
 __version__ = veralab_version()
 
 __all__ = [
-    "AdapterConfig", "AdapterMismatchError", "ConfigError", "add_adapters", "count_parameters", "export_peft",
-    "import_peft", "load_adapter", "merge_adapters", "save_adapter", "unmerge_adapters",
+    "AdapterConfig", "AdapterFileError", "AdapterMismatchError", "ConfigError", "add_adapters", "count_parameters",
+    "export_peft", "import_peft", "load_adapter", "merge_adapters", "save_adapter", "unmerge_adapters",
 ]

@@ -39,7 +39,7 @@ def _grid_file(tmp_path, points, tasks=("rotten_tomatoes",), seeds=(0,), base=TI
 def test_each_study_notebook_runs_under_papermill_and_writes_its_record(study, tmp_path):
     point = Point(study, {**STUDY_POINTS[study], "run_seed": 0, "projection_prng_key": 0, "output_dir": str(tmp_path)})
     result = execute_point(point)
-    assert result["ok"], result
+    assert result["status"] == "ok", result
     record = json.loads((point.run_dir / "record.json").read_text())
     assert record["status"] == "ok"
     for key, value in STUDY_POINTS[study].items():
@@ -97,7 +97,7 @@ def test_interrupted_sweep_resumes_and_redoes_nothing(tmp_path):
     assert summary["skipped"] == len(finished) and summary["done"] == 3 - len(finished) and not summary["failed"]
     assert all(p.stat().st_mtime_ns == m for p, m in finished.items())
     again = run_sweep("rank_sweep", grid_file=grid, output_dir=str(out))
-    assert again == {"points": 3, "skipped": 3, "done": 0, "failed": []}
+    assert again == {"points": 3, "skipped": 3, "done": 0, "busy": 0, "failed": []}
 
 
 def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):

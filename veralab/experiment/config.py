@@ -66,8 +66,28 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("max_train_samples", "max_eval_samples", "shots_per_class"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer, or None for all of the data; got {value!r}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, or None for the method's default; got {self.lr!r}")
+        for name in ("head_lr", "weight_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ConfigError(f"{name} must be >= 0; got {value!r}")
+        if not 0 <= self.warmup_ratio <= 1:
+            raise ConfigError(f"warmup_ratio is the fraction of steps spent warming up, in [0, 1]; got "
+                              f"{self.warmup_ratio!r}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}; allowed: {DEVICES}")
+        if self.checkpoint is not None:
+            if kind == "text":
+                raise ConfigError(f"checkpoint ({self.checkpoint}) holds local weights for a vision model; a text "
+                                  f"model loads from a local folder given as model")
+            if not Path(self.checkpoint).expanduser().is_file():
+                raise ConfigError(f"checkpoint {self.checkpoint} is not a file; expected a .safetensors or .pth "
+                                  f"file of the vision model's weights")
         if self.model == "auto":
             return
         if kind == "text" and self.model == EMBEDDED_VISION or kind == "image" and self.model == EMBEDDED_TEXT:
@@ -119,14 +139,17 @@ class RunConfig:
     def name(self) -> str:
         if self.run_name:
             return self.run_name
-        identity = {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
         method = self.adapter.method
         rank = f"-r{self.adapter.rank}" if method in ("vera", "lora") else ""
         return f"{self.task}-{method}{rank}-s{self.run_seed}-{digest}"
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name()
+
+    def identity(self) -> dict:
+        """What makes two runs the same run: every setting but where it is written and whether to redo it."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
 
 
 def run_field_names() -> list[str]:

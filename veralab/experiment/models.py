@@ -76,11 +76,9 @@ def load_vision_model(name: str, num_classes: int, pretrained: bool = True, chec
     `checkpoint`, a local file), or "hf:<hub id or folder>" for a Hugging Face ViT.
     """
     if name == EMBEDDED_VISION:
-        from safetensors.torch import load_file
-
         model = tiny_vit(num_classes=num_classes)
         path = Path(checkpoint) if checkpoint else tiny_vit_checkpoint()
-        state = {k: v for k, v in load_file(str(path)).items() if not k.startswith("head.")}
+        state = {k: v for k, v in read_weights(path).items() if not k.startswith("head.")}
         if pretrained:
             missing, _ = model.load_state_dict(state, strict=False)
             if [k for k in missing if not k.startswith("head.")]:
@@ -94,7 +92,7 @@ def load_vision_model(name: str, num_classes: int, pretrained: bool = True, chec
     try:
         model = timm.create_model(name, pretrained=pretrained and checkpoint is None, num_classes=num_classes)
         if checkpoint:
-            _load_backbone(model, timm.models.load_state_dict(checkpoint))
+            _load_backbone(model, read_weights(checkpoint))
     except (RuntimeError, OSError) as err:
         raise ModelLoadError(f"could not load timm model {name!r}: {str(err).splitlines()[0]}. Known names: "
                              f"timm.list_models('vit_*'); offline, give checkpoint=<local file> or use "
@@ -102,6 +100,25 @@ def load_vision_model(name: str, num_classes: int, pretrained: bool = True, chec
     cfg = model.pretrained_cfg
     spec = {"size": cfg["input_size"][-1], "channels": cfg["input_size"][0], "mean": cfg["mean"], "std": cfg["std"]}
     return _named(model, name), spec
+
+
+def read_weights(path) -> dict:
+    """A state dict from a local .safetensors or torch file; a missing, damaged or foreign file is one clear error."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"checkpoint {path} is not a file; expected a .safetensors file or a torch state dict")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        import timm
+
+        return timm.models.load_state_dict(str(path))
+    except Exception as err:  # safetensors, pickle and zip readers share no base exception
+        raise ModelLoadError(f"checkpoint {path} could not be read as model weights ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else 'unreadable'}); expected a .safetensors "
+                             f"file or a torch state dict of the model") from err
 
 
 def _load_backbone(model: nn.Module, state: dict) -> None:

@@ -14,13 +14,16 @@ RECORD = "record.json"
 
 
 def read_record(directory) -> dict | None:
+    """The record in `directory`, or None where there is none that can be read (a damaged one counts as absent, so
+    the run is done again; `collect_records` names damaged records)."""
     path = Path(directory) / RECORD
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        record = json.loads(path.read_text())
+    except ValueError:  # invalid JSON or not UTF-8
         return None
+    return record if isinstance(record, dict) else None
 
 
 def versions() -> dict:

@@ -5,6 +5,7 @@ run_experiment reads as its four steps: prepare (data, model, adapter) → train
 
 from __future__ import annotations
 
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -169,6 +170,33 @@ def held_out_test(setup: TaskSetup) -> dict | None:
 
 # ---- the run --------------------------------------------------------------------------------------------------
 
+def _check_same_run(config: RunConfig, record: dict, run_dir) -> None:
+    """A run folder belongs to one configuration: a reused run_name with other settings is refused, never answered
+    with the other run's record or overwritten."""
+    try:
+        stored = RunConfig.from_dict(record["config"]).identity()
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{run_dir / RECORD} is not a record veralab can read ({err}); move it away or choose "
+                          f"another run_name") from err
+    ours = config.identity()
+    differs = [f"{k}: {ours.get(k)!r} here, {stored.get(k)!r} there" for k in sorted(set(ours) | set(stored))
+               if ours.get(k) != stored.get(k)]
+    if differs:
+        raise ConfigError(f"run folder {run_dir} holds a run with other settings ({'; '.join(differs[:4])}); "
+                          f"choose another run_name or output_dir")
+
+
+def _check_writable(run_dir) -> None:
+    """Fail before loading anything, not after training, when the record could not be written."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write the run folder {run_dir}: {err.strerror or err}; give an output_dir that "
+                          f"is a writable folder") from err
+
+
 def _now(seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
 
@@ -183,8 +211,11 @@ def run_experiment(config: RunConfig | dict) -> dict:
     config.validate()
     run_dir = config.run_dir()
     existing = read_record(run_dir)
-    if existing and existing.get("status") == "ok" and not config.force:
-        return existing
+    if existing:
+        _check_same_run(config, existing, run_dir)
+        if existing.get("status") == "ok" and not config.force:
+            return existing
+    _check_writable(run_dir)
     seed_everything(config.run_seed)
     device = _device(config.device)
     started = time.time()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,8 +104,12 @@ def tokenize_cached(tokenizer, texts: list, max_length: int) -> list[list[int]]:
     a = [t[0] for t in texts]
     b = [t[1] for t in texts] if texts and texts[0][1] is not None else None
     ids = tokenizer(a, b, truncation=True, max_length=max_length)["input_ids"]
-    with atomic_path(path) as tmp:
-        torch.save(ids, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(ids, tmp)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
+        warnings.warn(f"could not write the token cache {path} ({str(err).splitlines()[0]}); continuing without it. "
+                      f"Free space there or set VERALAB_CACHE to a folder with room", stacklevel=2)
     return ids
 
 

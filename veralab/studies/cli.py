@@ -48,11 +48,16 @@ def _run(args) -> int:
     from ..experiment import RunConfig, RunFailed, run_experiment
 
     fields = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+    config = RunConfig.from_dict(fields)
     try:
-        record = run_experiment(RunConfig.from_dict(fields))
+        record = run_experiment(config)
     except RunFailed as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: run {config.name()} left unfinished (no ok record); run the same command to redo it",
+              file=sys.stderr)
+        raise
     summary = {k: record.get(k) for k in ("name", "status", "metric", "best", "final", "test", "params",
                                             "adapter_bytes")}
     summary["seconds"] = record.get("time", {}).get("wall_seconds")
@@ -61,11 +66,13 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import run_sweep
+    from .sweep import SlurmOptions, run_sweep
 
+    slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
+                         cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb, cluster=args.submitit_cluster)
     summary = run_sweep(args.study, grid_file=args.grid, profile=args.profile, jobs=args.jobs,
                         executor=args.executor, output_dir=args.output_dir, ray_address=args.ray_address,
-                        limit=args.limit, timeout=args.timeout)
+                        limit=args.limit, timeout=args.timeout, slurm=slurm)
     return 1 if summary["failed"] else 0
 
 
@@ -92,7 +99,7 @@ def _figures(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..experiment import RunConfig
-    from .sweep import PROFILES, STUDIES
+    from .sweep import EXECUTORS, PROFILES, STUDIES
 
     parser = argparse.ArgumentParser(prog="veralab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,11 +114,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--profile", default="default", choices=tuple(PROFILES))
     sweep.add_argument("--jobs", type=int, default=1, help="parallel workers; with n GPUs worker k uses GPU k mod n "
                        "(jobs above n share GPUs)")
-    sweep.add_argument("--executor", default="local", choices=("local", "ray"))
+    sweep.add_argument("--executor", default="local", choices=EXECUTORS,
+                       help="local: a process pool here; ray: a Ray cluster; slurm: one Slurm job per point (submitit)")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     sweep.add_argument("--output-dir", default="runs")
     sweep.add_argument("--limit", type=int, default=None, help="run only the first N grid points")
-    sweep.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell before it fails")
+    sweep.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell before the point fails")
+    slurm = sweep.add_argument_group("slurm executor (submitit)")
+    slurm.add_argument("--slurm-partition", default=None)
+    slurm.add_argument("--slurm-time", type=int, default=60, help="minutes per job")
+    slurm.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per job")
+    slurm.add_argument("--slurm-cpus", type=int, default=4, help="CPU cores per job")
+    slurm.add_argument("--slurm-mem-gb", type=int, default=16)
+    slurm.add_argument("--submitit-cluster", default="slurm", choices=("slurm", "local"),
+                       help="local runs the same submitit jobs on this machine (to try a sweep before a cluster)")
     sweep.set_defaults(func=_sweep)
 
     collect = sub.add_parser("collect", help="all run records -> one table")
@@ -133,6 +149,8 @@ def main(argv=None) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what was interrupted has said so in one line; no traceback
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,20 +1,29 @@
-"""Sweeps: one papermill execution of a study notebook per grid point, resumable, in parallel, locally or on Ray.
+"""Sweeps: one papermill execution of a study notebook per grid point, resumable, in parallel, locally, on Ray or on
+Slurm (through submitit).
 
 Each point's executed notebook is saved beside its run record (<output_dir>/<run name>/<notebook>.ipynb). A point
-whose record says "ok" is skipped, so an interrupted sweep resumes where it stopped; a failing point is reported
-at the end with its executed notebook and does not stop the others.
+whose record says "ok" is skipped, so an interrupted sweep resumes where it stopped; a point is claimed (a lock)
+while it runs, so two sweeps into one folder share the work; a failing or timed-out point is reported at the end
+with its executed notebook and does not stop the others.
 """
 
 from __future__ import annotations
 
 import copy
+import fcntl
 import itertools
 import logging
 import multiprocessing
 import os
+import shutil
+import signal
+import socket
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +36,8 @@ from ..experiment.train import progress
 from .profiles import PROFILES
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+EXECUTORS = ("local", "ray", "slurm")
+CLAIM = ".claim"  # a lock file in each run folder; see claim()
 STUDIES = {"rank_sweep": "01_rank_sweep.ipynb", "init_ablation": "02_init_ablation.ipynb",
            "vector_ablation": "03_vector_ablation.ipynb", "vit": "04_vit_image_classification.ipynb"}
 
@@ -99,23 +110,29 @@ def expand(study: str, grid: dict, output_dir: str) -> list[Point]:
     return points
 
 
-def _kernel_manager_class():
-    from jupyter_client import KernelManager
+def _kernel_manager_class(socket_dir: str, log):
+    from jupyter_client import AsyncKernelManager
 
-    class IsolatedKernelManager(KernelManager):
-        """Kernel sockets on IPC paths unique to this kernel, so parallel workers never race for TCP ports."""
+    class IsolatedKernelManager(AsyncKernelManager):
+        """Kernel sockets on IPC paths in this execution's own folder, so parallel workers never race for TCP
+        ports; the kernel process's own stderr (not the cells': those land in the notebook) goes to `log`. Async,
+        as papermill's default manager, so nbclient enforces the cell timeout."""
 
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.transport = "ipc"
-            self.ip = str(Path(tempfile.mkdtemp(prefix="veralab-kernel-")) / "kernel")
+            self.ip = str(Path(socket_dir) / "kernel")
+
+        async def start_kernel(self, **kwargs):
+            return await super().start_kernel(**{"stdout": log, "stderr": log, **kwargs})
 
     return IsolatedKernelManager
 
 
 def run_notebook(source, output, parameters: dict, timeout: int | None = None, env: dict | None = None,
                  cwd=None) -> None:
-    """papermill with what every veralab execution needs: quiet progress, inline plots, race-free kernel sockets.
+    """papermill with what every veralab execution needs: quiet progress, inline plots, race-free kernel sockets,
+    the kernel process's own messages in <output>.kernel.log beside the executed notebook.
 
     `env` (and VERALAB_QUIET=1) reach the kernel through this process's environment, restored afterwards.
     """
@@ -124,28 +141,64 @@ def run_notebook(source, output, parameters: dict, timeout: int | None = None, e
     saved = dict(os.environ)
     os.environ.update({**(env or {}), "VERALAB_QUIET": "1"})
     os.environ.pop("MPLBACKEND", None)  # let the kernel use its inline backend, so plots land in the notebook
-    logging.getLogger("papermill").setLevel(logging.ERROR)  # it warns for each field the parameters cell lacks
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)  # failures are reported once, by the sweep
+    socket_dir = tempfile.mkdtemp(prefix="veralab-kernel-")
     try:
-        papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
-                                   progress_bar=False, log_output=False, cwd=str(cwd or Path.cwd()),
-                                   execution_timeout=timeout, kernel_manager_class=_kernel_manager_class())
+        with open(Path(output).with_suffix(".kernel.log"), "w") as log:
+            papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
+                                       progress_bar=False, log_output=False, cwd=str(cwd or Path.cwd()),
+                                       execution_timeout=timeout,
+                                       kernel_manager_class=_kernel_manager_class(socket_dir, log))
     finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
         os.environ.clear()
         os.environ.update(saved)
 
 
-def execute_point(point: Point, timeout: int | None = None, env: dict | None = None) -> dict:
-    """Run one point's notebook; returns {ok, name, notebook, error, seconds}."""
-    out = point.notebook_out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time()
+@contextmanager
+def claim(run_dir: Path) -> Iterator[bool]:
+    """Hold an exclusive lock on run_dir/.claim while this process runs the point, so concurrent sweeps into one
+    folder share the work. The OS drops the lock when its process dies, so a killed sweep leaves no stale claim."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / CLAIM, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        run_notebook(NOTEBOOKS / STUDIES[point.study], out, point.params, timeout, env)
-        error = None if point.done() else "the notebook finished but wrote no ok record"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n".encode())
+        yield True
+    finally:
+        os.close(fd)
+
+
+def execute_point(point: Point, timeout: int | None = None, env: dict | None = None) -> dict:
+    """Run one point's notebook unless another sweep holds or has finished it.
+
+    Returns {status: ok | failed | busy | done, name, notebook, error, seconds}.
+    """
+    out = point.notebook_out
+    start = time.time()
+    result = {"status": "ok", "name": point.run_dir.name, "notebook": str(out), "error": None}
+    try:
+        with claim(point.run_dir) as mine:
+            if not mine:
+                return {**result, "status": "busy", "seconds": 0.0}
+            if point.done():
+                return {**result, "status": "done", "seconds": 0.0}
+            run_notebook(NOTEBOOKS / STUDIES[point.study], out, point.params, timeout, env)
+            if not point.done():
+                result.update(status="failed", error="the notebook finished but wrote no ok record")
+    except TimeoutError as err:  # nbclient's CellTimeoutError; checked first, as TimeoutError is an OSError
+        result.update(status="failed", error=f"{type(err).__name__}: a cell ran longer than the timeout of {timeout} s")
+    except OSError as err:
+        result.update(status="failed", error=f"could not write {err.filename or out}: {err.strerror or err}")
     except Exception as err:  # papermill raises PapermillExecutionError with the failing cell's traceback
-        error = f"{type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-    return {"ok": error is None, "name": point.run_dir.name, "notebook": str(out), "error": error,
-            "seconds": round(time.time() - start, 1)}
+        message = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+        result.update(status="failed", error=f"{type(err).__name__}: {message}")
+    return {**result, "seconds": round(time.time() - start, 1)}
 
 
 def _gpu_count() -> int:
@@ -167,6 +220,10 @@ def worker_env(slot: int, jobs: int) -> dict:
     return env
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the whole sweep
+
+
 def _run_local(points, jobs, timeout, bar):
     results = []
     if jobs == 1:
@@ -175,7 +232,9 @@ def _run_local(points, jobs, timeout, bar):
             bar.update(1)
         return results
     # spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock the child
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_ignore_sigint)
+    try:
         pending, free_slots, queue = {}, list(range(jobs)), list(points)
         while queue or pending:
             while queue and free_slots:
@@ -186,7 +245,28 @@ def _run_local(points, jobs, timeout, bar):
                 free_slots.append(pending.pop(future))
                 results.append(future.result())
                 bar.update(1)
+    except BaseException:
+        _stop_children()  # on Ctrl-C: at once, not after the running points finish
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return results
+
+
+def _stop_children() -> None:
+    """Kill every process this sweep started (workers and their kernels); a no-op when they have all exited."""
+    from multiprocessing import resource_tracker
+
+    import psutil
+
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)  # multiprocessing's own helper: leave it
+    children = [c for c in psutil.Process().children(recursive=True) if c.pid != tracker]
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(children, timeout=10)
 
 
 def _run_ray(points, jobs, timeout, address, bar):
@@ -208,30 +288,83 @@ def _run_ray(points, jobs, timeout, address, bar):
         ray.shutdown()
 
 
+@dataclass
+class SlurmOptions:
+    """What each Slurm job asks for (submitit's parameters); `cluster="local"` runs the same jobs on this machine."""
+
+    partition: str | None = None
+    time_min: int = 60
+    gpus: int = 0
+    cpus: int = 4
+    mem_gb: int = 16
+    cluster: str = "slurm"
+
+
+def _run_slurm(points, jobs, timeout, options: SlurmOptions, folder: Path, bar):
+    """One Slurm array job per point through submitit, at most `jobs` running at once."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster=options.cluster)
+    executor.update_parameters(timeout_min=options.time_min, cpus_per_task=options.cpus, mem_gb=options.mem_gb,
+                               gpus_per_node=options.gpus, name="veralab-sweep", slurm_array_parallelism=jobs,
+                               **({"slurm_partition": options.partition} if options.partition else {}))
+    env = {"OMP_NUM_THREADS": str(options.cpus)}
+    submitted = executor.map_array(execute_point, points, [timeout] * len(points), [env] * len(points))
+    results = []
+    try:
+        for job in submitit.helpers.as_completed(submitted):
+            try:
+                results.append(job.result())
+            except Exception as err:  # the job itself died (node failure, Slurm time limit): the point did not run
+                point = points[submitted.index(job)]
+                results.append({"status": "failed", "name": point.run_dir.name, "notebook": str(point.notebook_out),
+                                "error": f"job {job.job_id} failed: {str(err).strip().splitlines()[-1]} (logs: "
+                                         f"{job.paths.stderr})", "seconds": None})
+            bar.update(1)
+    except KeyboardInterrupt:
+        for job in submitted:
+            job.cancel(check=False)
+        raise
+    return results
+
+
 def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor="local", output_dir="runs",
-              ray_address=None, limit=None, timeout=None) -> dict:
-    """Run `study` (or "all") and return {"done", "skipped", "failed": [results]}; prints a summary."""
+              ray_address=None, limit=None, timeout=None, slurm: SlurmOptions | None = None) -> dict:
+    """Run `study` (or "all") and return {"points", "skipped", "done", "busy", "failed": [results]}; prints a
+    summary. Ctrl-C stops at once: the kernels are killed, unfinished points stay unfinished (re-run to resume)."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1, got {jobs}")
     studies = list(STUDIES) if study == "all" else [study]
     points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir)]
     unique = {p.run_dir: p for p in points}
     points = list(unique.values())[:limit]
     todo = [p for p in points if not p.done()]
     skipped = len(points) - len(todo)
-    if jobs < 1:
-        raise ConfigError(f"jobs must be >= 1, got {jobs}")
     bar = progress(total=len(points), initial=skipped, desc=f"sweep {study} ({profile})", unit="run")
     try:
         if executor == "ray":
             results = _run_ray(todo, jobs, timeout, ray_address, bar)
-        elif executor == "local":
-            results = _run_local(todo, jobs, timeout, bar)
+        elif executor == "slurm":
+            results = _run_slurm(todo, jobs, timeout, slurm or SlurmOptions(), Path(output_dir) / ".submitit", bar)
         else:
-            raise ConfigError(f"unknown executor {executor!r}; allowed: local, ray")
+            results = _run_local(todo, jobs, timeout, bar)
+    except KeyboardInterrupt:
+        _stop_children()
+        bar.close()
+        finished = sum(p.done() for p in points)
+        print(f"sweep {study} ({profile}) interrupted: {finished} of {len(points)} points done; run the same "
+              f"command again to resume", file=sys.stderr)
+        raise
     finally:
         bar.close()
-    failed = [r for r in results if not r["ok"]]
-    print(f"sweep {study} ({profile}): {len(points)} points, {skipped} already done, "
-          f"{len(results) - len(failed)} ran, {len(failed)} failed")
+    by_status = {s: [r for r in results if r["status"] == s] for s in ("ok", "failed", "busy", "done")}
+    failed, busy = by_status["failed"], by_status["busy"]
+    skipped += len(by_status["done"])
+    print(f"sweep {study} ({profile}): {len(points)} points, {skipped} already done, {len(by_status['ok'])} ran, "
+          f"{len(failed)} failed" + (f", {len(busy)} running in another sweep" if busy else ""))
     for r in failed:
         print(f"  FAILED {r['name']}: {r['error']}\n         executed notebook: {r['notebook']}")
-    return {"points": len(points), "skipped": skipped, "done": len(results) - len(failed), "failed": failed}
+    return {"points": len(points), "skipped": skipped, "done": len(by_status["ok"]), "busy": len(busy),
+            "failed": failed}

@@ -1,0 +1,117 @@
+"""Sweeps under stress, with real papermill kernels: timeouts, Ctrl-C, two sweeps into one folder, unwritable
+output, leaked socket folders, and the Slurm executor through submitit's local cluster."""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+import yaml
+
+from veralab.studies.sweep import CLAIM, Point, SlurmOptions, execute_point, run_sweep
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"task": "digits", "shots_per_class": 2, "epochs": 1, "batch_size": 16, "max_eval_samples": 32,
+         "save_adapter": False}
+LONG = {**QUICK, "method": "vera", "rank": 4, "shots_per_class": 20, "epochs": 400}  # minutes of training
+
+
+def _grid(tmp_path, points, base=QUICK):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"tasks": ["digits"], "seeds": [0], "base": dict(base), "points": points}))
+    return str(path)
+
+
+def _sweep_cmd(grid, out, *extra):
+    return [sys.executable, "-m", "veralab", "sweep", "vit", "--grid", grid, "--output-dir", str(out), *extra]
+
+
+def _socket_dirs():
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "veralab-kernel-*")))
+
+
+def test_a_cell_past_the_timeout_fails_the_point_and_leaves_no_socket_folder(tmp_path):
+    before = _socket_dirs()
+    point = Point("vit", {**LONG, "output_dir": str(tmp_path)})
+    result = execute_point(point, timeout=5)
+    assert result["status"] == "failed", result
+    assert result["error"] == "CellTimeoutError: a cell ran longer than the timeout of 5 s"
+    assert os.path.isfile(result["notebook"])  # the executed notebook shows where it stopped
+    assert not point.done()
+    assert _socket_dirs() == before
+
+
+def _descendants(proc):
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_stops_at_once_kills_the_kernels_and_says_one_line(tmp_path, jobs):
+    grid = _grid(tmp_path, [{"method": "vera", "rank": r} for r in (4, 8)], base=LONG)
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(_sweep_cmd(grid, out, "--jobs", str(jobs)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "VERALAB_QUIET": "1"})
+    deadline = time.time() + 180
+    while time.time() < deadline and len(glob.glob(str(out / "*" / "*.ipynb"))) < jobs:
+        time.sleep(0.5)
+    time.sleep(8)  # inside the training cell by now
+    started = _descendants(proc)
+    assert any("ipykernel" in " ".join(p.cmdline()) for p in started)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    output, _ = proc.communicate(timeout=20)  # a few seconds, not the rest of the training
+    assert proc.returncode == 130
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in output, output
+    assert re.fullmatch(r"sweep vit \(default\) interrupted: 0 of 2 points done; run the same command again to "
+                        r"resume", lines[0])
+    _, alive = psutil.wait_procs(started, timeout=5)  # multiprocessing's resource tracker leaves with its parent
+    assert not alive, [p.cmdline() for p in alive]
+    assert not glob.glob(str(out / "*" / "record.json"))  # unfinished, so the next sweep runs them
+
+
+def test_two_sweeps_into_one_folder_share_the_points(tmp_path):
+    grid = _grid(tmp_path, [{"method": "head"}, {"method": "vera", "rank": 2}, {"method": "vera", "rank": 4},
+                            {"method": "lora", "rank": 2}])
+    out = tmp_path / "runs"
+    stale = Point("vit", {**QUICK, "method": "lora", "rank": 2, "output_dir": str(out)})
+    stale.run_dir.mkdir(parents=True)
+    (stale.run_dir / CLAIM).write_text("otherhost pid 4242 since 01:02:03\n")  # left by a sweep killed with -9
+    env = {**os.environ, "VERALAB_QUIET": "1"}
+    sweeps = [subprocess.Popen(_sweep_cmd(grid, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=env) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in sweeps]
+    assert all(p.returncode == 0 for p in sweeps), outputs
+    ran = [int(re.search(r"(\d+) ran, 0 failed", o).group(1)) for o in outputs]
+    assert sum(ran) == 4 and min(ran) >= 1, outputs  # every point ran once, and both sweeps did some
+    assert len(glob.glob(str(out / "*" / "record.json"))) == 4
+
+
+def test_a_notebook_that_cannot_be_written_is_named(tmp_path):
+    point = Point("vit", {**QUICK, "method": "head", "output_dir": str(tmp_path)})
+    point.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    point.run_dir.write_text("a file where the run folder should be")
+    result = execute_point(point)
+    assert result["status"] == "failed" and str(point.run_dir) in result["error"] and "could not write" in \
+        result["error"]
+
+
+def test_slurm_executor_runs_through_submitit(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    grid = _grid(tmp_path, [{"method": "head"}, {"method": "vera", "rank": 2}])
+    out = tmp_path / "runs"
+    summary = run_sweep("vit", grid_file=grid, output_dir=str(out), executor="slurm", jobs=2,
+                        slurm=SlurmOptions(cluster="local", cpus=1, time_min=10))
+    assert summary["done"] == 2 and not summary["failed"], summary
+    assert len(glob.glob(str(out / "*" / "record.json"))) == 2
+    assert glob.glob(str(out / ".submitit" / "*" / "*_log.out"))  # submitit's per-job logs, as on a cluster
