@@ -164,10 +164,20 @@ def test_roberta_base_count_is_the_papers_43008():
 
     model = RobertaForSequenceClassification(RobertaConfig(num_hidden_layers=12, hidden_size=768,
                                                            intermediate_size=3072, vocab_size=1000))
-    vl.add_adapters(model, vl.AdapterConfig(rank=1024, train_head=False))
+    vl.add_adapters(model, vl.AdapterConfig(rank=1024))  # the head trains too, as in the paper's GLUE runs
     counts = vl.count_parameters(model)
-    assert counts["trainable"] == 24 * (768 + 1024) == 43008
-    assert counts["adapter_bytes"] < 200_000  # kilobytes, not megabytes: A/B are regenerated from the seed
+    head = 768 * 768 + 768 + 768 * 2 + 2  # RoBERTa's classification head: dense + out_proj
+    assert counts["adapter"] == 24 * (768 + 1024) == 43008  # the paper counts the adapter only
+    assert counts["head"] == head and counts["trainable"] == 43008 + head
+    assert counts["adapter_bytes"] < 5_000_000  # megabytes at most: A/B are regenerated from the seed
+
+
+@pytest.mark.parametrize("method,adapter", [("lora", 4 * (16 + 16) * 3 + 4 * (24 + 16)), ("head", 0)])
+def test_adapter_and_head_counts_are_separate(tiny, method, adapter):
+    vl.add_adapters(tiny, vl.AdapterConfig(method=method, rank=4))
+    counts = vl.count_parameters(tiny)
+    assert counts["head"] == 16 * 3 + 3 and counts["adapter"] + counts["head"] == counts["trainable"]
+    assert counts["adapter"] == adapter
 
 
 @pytest.mark.parametrize("train_d,train_b,d_init", [(True, False, 0.0), (False, True, 0.1)])

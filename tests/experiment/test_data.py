@@ -50,3 +50,11 @@ def test_images_are_resized_to_the_backbone_input():
 def test_unknown_task_lists_the_known_ones():
     with pytest.raises(TaskError, match=r"unknown task 'imdb'; allowed: text rotten_tomatoes, sst2.*images mnist_5k"):
         task_kind("imdb")
+
+
+def test_official_is_said_only_of_official_splits():
+    from veralab.experiment.images import HUB_IMAGE_DATASETS, TEST_SPLITS
+
+    assert set(HUB_IMAGE_DATASETS) <= set(TEST_SPLITS)
+    assert "official" not in TEST_SPLITS["flowers102"].split(",")[0] and "re-split" in TEST_SPLITS["flowers102"]
+    assert load_image_task("digits", 2, 0).notes["test_split"].startswith("fixed 20% held out")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from veralab.experiment import RunConfig, RunFailed, run_experiment
 from veralab.experiment.glue import GlueDataError
@@ -33,10 +34,11 @@ def tiny_record(tmp_path_factory):
 def test_record_holds_every_field(tiny_record):
     record, out = tiny_record
     assert RECORD_KEYS <= set(record) and record["status"] == "ok"
-    assert record["params"]["trainable"] == 12 * (384 + 16) + 384 * 2 + 2
+    assert record["params"] == {"adapter": 12 * (384 + 16), "head": 384 * 2 + 2, "trainable": 12 * (384 + 16) + 770,
+                                "total": record["params"]["total"]}
     assert set(record["versions"]) >= {"python", "torch", "transformers", "timm", "veralab"}
     assert record["time"]["steps"] == 3 and record["time"]["samples_per_second"] > 0
-    assert record["memory"]["peak_rss_mib"] > 100 and record["device"]["type"] == "cpu"
+    assert record["memory"]["peak_rss_mib"] > 100 and record["device"]["type"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert record["data"]["split_seed"] == 0 and record["data"]["sizes"]["test"] == 1280
     assert 0 <= record["test"]["accuracy"] <= 1 and len(record["epochs"]) == 1
     run_dir = out / record["name"]

@@ -42,3 +42,17 @@ def test_config_from_refuses_a_misspelt_parameter():
         config_from(namespace)
     config = config_from({"rank": 16, "task": "digits", "projection_prng_key": 3, "ast": ast})
     assert config.adapter.rank == 16 and config.adapter.projection_prng_key == 3 and config.task == "digits"
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_every_parameter_shows_in_help_notebook_with_a_help_text(path):
+    params = papermill.inspect_notebook(str(path))
+    assert params and all(p["help"] for p in params.values()), {k: p["help"] for k, p in params.items()}
+
+
+def test_relative_paths_resolve_against_the_repository_not_the_working_directory(tmp_path, monkeypatch):
+    from veralab.studies.notebook import REPO
+
+    monkeypatch.chdir(tmp_path)
+    assert config_from({"output_dir": "runs"}).output_dir == str(REPO / "runs")
+    assert config_from({"output_dir": str(tmp_path)}).output_dir == str(tmp_path)

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from veralab.core.config import ConfigError
-from veralab.studies.sweep import STUDIES, Point, execute_point, expand, load_grid, run_sweep
+from veralab.studies.sweep import STUDIES, Point, execute_point, run_sweep
 
 pytestmark = pytest.mark.slow  # real papermill kernels and training runs
 
@@ -50,33 +49,6 @@ def test_each_study_notebook_runs_under_papermill_and_writes_its_record(study, t
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the study plot was drawn
     assert not any("it/s]" in o.get("text", "") for o in outputs)  # progress bars stay quiet under papermill
-
-
-def test_grid_expansion_dedups_shared_points_and_validates(tmp_path):
-    grid = load_grid("init_ablation", "default")
-    points = expand("init_ablation", grid, tmp_path)
-    assert len(points) == 5 and len({p.run_dir for p in points}) == 5
-    bad = _grid_file(tmp_path, [{"method": "vera", "rank": -1}])
-    with pytest.raises(ConfigError, match="rank must be a positive integer, got -1"):
-        expand("rank_sweep", load_grid("rank_sweep", "default", bad), tmp_path)
-    with pytest.raises(ConfigError, match=r"sets \['task'\]: give tasks and seeds in the grid's `tasks`"):
-        expand("rank_sweep", load_grid("rank_sweep", "default", _grid_file(tmp_path, [{"task": "rte"}])), tmp_path)
-    (tmp_path / "typo.yaml").write_text("pionts: []\n")
-    with pytest.raises(ConfigError, match=r"unknown grid key\(s\) \['pionts'\]"):
-        load_grid("rank_sweep", "default", str(tmp_path / "typo.yaml"))
-    with pytest.raises(ConfigError, match="unknown profile 'fast'; allowed: default, paper"):
-        load_grid("rank_sweep", "fast")
-
-
-def test_paper_profile_uses_the_papers_setups():
-    vit = expand("vit", load_grid("vit", "paper"), "/tmp/unused")
-    assert {p.params["task"] for p in vit} == {"cifar100", "food101", "flowers102", "resisc45"}
-    assert {p.params["run_seed"] for p in vit} == {0, 1, 2, 3, 4}
-    vera = [p for p in vit if p.params["method"] == "vera"]
-    assert {p.params["rank"] for p in vera} == {256} and vera[0].params["shots_per_class"] == 10
-    rank = expand("rank_sweep", load_grid("rank_sweep", "paper"), "/tmp/unused")
-    assert {p.params["model"] for p in rank} == {"roberta-base"}
-    assert 1024 in {p.params["rank"] for p in rank if p.params["method"] == "vera"}
 
 
 def test_interrupted_sweep_resumes_and_redoes_nothing(tmp_path):

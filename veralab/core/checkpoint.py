@@ -115,10 +115,19 @@ def _manifest(model: nn.Module) -> dict:
 
 
 def count_parameters(model: nn.Module) -> dict:
-    """Trainable and total parameters (A/B are buffers, so neither counts them) and the saved adapter's bytes."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return {"trainable": trainable, "total": total, "adapter_bytes": adapter_bytes(model)}
+    """Trainable parameters split as the paper counts them, total parameters, and the saved adapter's bytes.
+
+    "adapter" is what the method trains apart from the task head (VeRA's d and b, LoRA's A and B, every weight in
+    full fine-tuning): the paper's "trainable parameters" (RoBERTa-base, VeRA r=1024 on q/v: 43,008). "head" is the
+    task head trained beside it. A/B are frozen buffers, so no count includes them.
+    """
+    config = getattr(model, "veralab_config", None)
+    head_ids = {id(p) for h in (config.head_modules if config else ()) for p in model.get_submodule(h).parameters()}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    head = sum(p.numel() for p in trained if id(p) in head_ids)
+    trainable = sum(p.numel() for p in trained)
+    return {"trainable": trainable, "adapter": trainable - head, "head": head,
+            "total": sum(p.numel() for p in model.parameters()), "adapter_bytes": adapter_bytes(model)}
 
 
 def adapter_bytes(model: nn.Module) -> int:

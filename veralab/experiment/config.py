@@ -147,9 +147,19 @@ class RunConfig:
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name()
 
+    def resolved_device(self) -> str:
+        """`device` as this machine resolves "auto": a GPU run and a CPU run are different runs."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
     def identity(self) -> dict:
-        """What makes two runs the same run: every setting but where it is written and whether to redo it."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
+        """What makes two runs the same run: every setting but where it is written and whether to redo it, with the
+        device resolved (so CPU records never count as done for a sweep on a GPU)."""
+        flat = {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
+        return {**flat, "device": self.resolved_device()}
 
 
 def run_field_names() -> list[str]:

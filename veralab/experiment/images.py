@@ -21,6 +21,15 @@ HUB_IMAGE_DATASETS = {  # task name -> (hub id, image column, label column, test
     "flowers102": ("nelorth/oxford-flowers", "image", "label", "test"),
     "resisc45": ("timm/resisc45", "image", "label", "test"),
 }
+TEST_SPLITS = {  # what each task's test split is, for records and figures: "official" only where it is
+    "cifar100": "official test split (10,000 images)",
+    "food101": "official test split (25,250 images; 'validation' on the hub)",
+    "flowers102": "re-split: nelorth/oxford-flowers' test split, not the official 1,020 / 1,020 / 6,149 split",
+    "resisc45": "timm/resisc45's test split (RESISC45 itself defines no split)",
+    "mnist_5k": "fixed 20% held out (seed 0); MNIST-5k has no test split",
+    "digits": "fixed 20% held out (seed 0); sklearn digits has no test split",
+    "fashion_mnist": "official test split (10,000 images)",
+}
 EMBEDDED_IMAGE_DATASETS = ("mnist_5k", "digits", "fashion_mnist")
 EMBEDDED_TEST_FRACTION = 0.2  # MNIST-5k and digits ship no test split: a fixed, seeded 20% is held out
 

@@ -5,6 +5,7 @@ run_experiment reads as its four steps: prepare (data, model, adapter) → train
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import traceback
@@ -49,11 +50,14 @@ class TaskSetup:
         return evaluate(self.model, self.eval_batches(split), self.forward, self.metrics, self.num_labels)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'")
+def _device(config: RunConfig) -> torch.device:
+    name = config.resolved_device()
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use device='auto' or "
+                              f"'cpu'")
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, as records claim
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     return torch.device(name)
 
 
@@ -87,6 +91,7 @@ def _text_setup(config: RunConfig, device) -> TaskSetup:
         return batches(split, config.eval_batch_size, np.argsort([len(x) for x in encoded[split][0]]))
 
     info = {"source": data.source, **data.notes, "train_used": len(train_labels),
+            "eval_used": {name: len(labels) for name, (_, labels) in evals.items()},
             "max_length": config.max_length, "tokenizer": tokenizer.name_or_path}
     return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(train_labels), eval_batches,
                      list(evals), lambda m, inputs: m(**inputs).logits, info)
@@ -113,7 +118,8 @@ def _image_setup(config: RunConfig, device) -> TaskSetup:
     def eval_batches(split):
         return batches(split, config.eval_batch_size, np.arange(len(tensors[split][1])))
 
-    info = {"source": data.source, **data.notes, "train_used": len(train_y), "input": spec}
+    info = {"source": data.source, **data.notes, "train_used": len(train_y), "eval_used": {"test": len(test_y)},
+            "input": spec}
     return TaskSetup(model, data.num_labels, ("accuracy",), train_batches, len(train_y), eval_batches, ["test"],
                      lambda m, x: m(x), info)
 
@@ -204,7 +210,8 @@ def _now(seconds: float | None = None) -> str:
 def run_experiment(config: RunConfig | dict) -> dict:
     """Train and evaluate one configuration; write its record (and adapter) under config.run_dir().
 
-    A run whose record already exists with status "ok" is not redone (unless force); the stored record is returned.
+    A run whose record already exists with status "ok" is not redone (unless force): the stored record is returned,
+    marked ``"reused": True`` (not on disk) so callers can say so.
     """
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)
@@ -214,24 +221,25 @@ def run_experiment(config: RunConfig | dict) -> dict:
     if existing:
         _check_same_run(config, existing, run_dir)
         if existing.get("status") == "ok" and not config.force:
-            return existing
+            return {**existing, "reused": True}
     _check_writable(run_dir)
     seed_everything(config.run_seed)
-    device = _device(config.device)
+    device = _device(config)
     started = time.time()
-    setup = prepare(config, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    resolved = setup.model.veralab_config
     record = {"status": "running", "name": config.name(), "config": config.to_dict(), "kind": config.kind,
-              "model": config.model_name, "data": setup.data_info, "metric": setup.metrics[0],
-              "resolved": {"lr": config.adapter_lr, "head_lr": config.task_head_lr,
-                           "target_modules": list(resolved.target_modules or ()),
-                           "head_modules": list(resolved.head_modules or ())},
-              "device": device_info(device), "versions": versions(), "git_commit": git_commit(),
-              "started": _now(started)}
+              "model": config.model_name, "device": device_info(device), "versions": versions(),
+              "git_commit": git_commit(), "started": _now(started)}
     try:
+        setup = prepare(config, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        resolved = setup.model.veralab_config
+        record.update(data=setup.data_info, metric=setup.metrics[0],
+                      resolved={"lr": config.adapter_lr, "head_lr": config.task_head_lr,
+                                "target_modules": list(resolved.target_modules or ()),
+                                "head_modules": list(resolved.head_modules or ())})
         result = train(setup, config, device)
+        test = held_out_test(setup)
     except (TrainingDiverged, torch.OutOfMemoryError) as err:
         reason = str(err).splitlines()[0]
         if isinstance(err, torch.OutOfMemoryError):
@@ -240,14 +248,13 @@ def run_experiment(config: RunConfig | dict) -> dict:
                       memory=peak_memory(device), wall_seconds=round(time.time() - started, 2))
         write_json_atomic(run_dir / RECORD, record)
         raise RunFailed(f"run {config.name()} failed: {reason} (record: {run_dir / RECORD})") from err
-    test = held_out_test(setup)
     counts = count_parameters(setup.model)
     if config.save_adapter:
         save_adapter(setup.model, run_dir / "adapter")
     record.update(
         status="ok", epochs=result["history"], best=result["best"], final=result["final"],
         evaluated_on=setup.eval_splits[0], test=test,
-        params={"trainable": counts["trainable"], "total": counts["total"]}, adapter_bytes=counts["adapter_bytes"],
+        params={k: counts[k] for k in ("adapter", "head", "trainable", "total")}, adapter_bytes=counts["adapter_bytes"],
         time={"wall_seconds": round(time.time() - started, 2), "train_seconds": result["train_seconds"],
               "steps": result["steps"], "steps_per_second": round(result["steps"] / result["train_seconds"], 3),
               "samples_per_second": round(result["samples"] / result["train_seconds"], 2)},

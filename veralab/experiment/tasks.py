@@ -18,7 +18,7 @@ import torch
 
 from ..core.io import atomic_path
 from .glue import GLUE_TASKS, load_glue_hub, read_glue_split
-from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, few_shot_indices, load_image_split
+from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, TEST_SPLITS, few_shot_indices, load_image_split
 from .resources import rotten_tomatoes_file
 
 EMBEDDED_TEXT_TASK = "rotten_tomatoes"
@@ -133,4 +133,4 @@ def load_image_task(task: str, shots_per_class: int | None, seed: int) -> ImageD
     source = f"{task} ({'embedded' if task in EMBEDDED_IMAGE_DATASETS else 'Hugging Face hub'})"
     return ImageData((images, labels.tolist()), (test.images, test.labels.tolist()), num_labels, source,
                      {"shots_per_class": shots_per_class, "train_size": len(labels), "test_size": len(test.labels),
-                      "test_split": "fixed 20% held out, seed 0" if task in ("mnist_5k", "digits") else "official"})
+                      "test_split": TEST_SPLITS[task]})

@@ -58,6 +58,9 @@ def _run(args) -> int:
         print(f"interrupted: run {config.name()} left unfinished (no ok record); run the same command to redo it",
               file=sys.stderr)
         raise
+    if record.get("reused"):
+        print(f"note: reused the stored record of {config.run_dir()} (finished {record.get('finished')}); pass "
+              f"--force to run again", file=sys.stderr)
     summary = {k: record.get(k) for k in ("name", "status", "metric", "best", "final", "test", "params",
                                             "adapter_bytes")}
     summary["seconds"] = record.get("time", {}).get("wall_seconds")
@@ -66,7 +69,12 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import SlurmOptions, run_sweep
+    from .sweep import SlurmOptions, run_sweep, sweep_points
+
+    if args.dry_run:
+        for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit):
+            print(json.dumps({"study": point.study, "run": point.run_dir.name, **point.params}))
+        return 0
 
     slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
                          cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb, cluster=args.submitit_cluster)
@@ -88,10 +96,27 @@ def _collect(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .collect import compare_records
+
+    table = compare_records(args.new, args.old)
+    both = table[table["where"] == "both"]
+    same = (both["difference"].abs() == 0).sum()
+    print(f"{len(both)} runs in both folders: {same} with identical scores, {len(both) - same} different"
+          + (f" (largest difference {both['difference'].abs().max():.4f})" if len(both) > same else ""))
+    for _, row in both[both["difference"] != 0].iterrows():
+        print(f"  {row['name']}: {row['score']:.4f} here, {row['score_old']:.4f} in {args.old}")
+    for where, folder in (("new only", args.new), ("old only", args.old)):
+        names = table[table["where"] == where]["name"].tolist()
+        if names:
+            print(f"{len(names)} runs only in {folder}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
+    return 0
+
+
 def _figures(args) -> int:
     from .figures import make_all
 
-    written = make_all(args.runs, args.out)
+    written = make_all(args.runs, args.out, score=args.score, stat=args.stat)
     for path in written:
         print(path)
     return 0
@@ -119,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     sweep.add_argument("--output-dir", default="runs")
     sweep.add_argument("--limit", type=int, default=None, help="run only the first N grid points")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print each grid point's full run config (one JSON object a line) and run nothing")
     sweep.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell before the point fails")
     slurm = sweep.add_argument_group("slurm executor (submitit)")
     slurm.add_argument("--slurm-partition", default=None)
@@ -135,9 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--out", default=None, help="CSV path (default: print)")
     collect.set_defaults(func=_collect)
 
+    compare = sub.add_parser("compare", help="scores of the same runs in two folders, side by side")
+    compare.add_argument("new", help="records of a re-run (e.g. runs/default)")
+    compare.add_argument("old", help="the records it should reproduce (e.g. results/default)")
+    compare.set_defaults(func=_compare)
+
     figures = sub.add_parser("figures", help="regenerate tables and figures from the run records")
     figures.add_argument("--runs", default="runs")
     figures.add_argument("--out", default="figures")
+    figures.add_argument("--score", default="final", choices=("final", "best"),
+                         help="final: the last epoch on the test split (dev for GLUE); best: the best epoch on "
+                              "validation")
+    figures.add_argument("--stat", default="median", choices=("median", "mean"),
+                         help="median with min-max over seeds (the paper's statistic), or mean with sd")
     figures.set_defaults(func=_figures)
     return parser
 

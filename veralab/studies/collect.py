@@ -13,7 +13,9 @@ from ..experiment.record import RECORD
 
 CONFIG_COLUMNS = ("task", "model", "method", "rank", "projection_prng_key", "run_seed", "d_init", "b_init",
                   "projection_init", "train_d", "train_b", "shared", "epochs", "max_train_samples", "shots_per_class",
-                  "batch_size")
+                  "batch_size", "lr", "head_lr")
+SEEDS = ("run_seed", "projection_prng_key")  # what repeats a setting; everything else in the config defines it
+NOT_SETTINGS = (*SEEDS, "output_dir", "run_name", "force", "save_adapter")
 
 
 def variant(config: dict) -> str:
@@ -36,7 +38,19 @@ def variant(config: dict) -> str:
     return ", ".join(parts)
 
 
+def setting_of(config: dict) -> str:
+    """The whole configuration but its seeds and output paths, as one string: runs that share it are repeats of one
+    setting, and only those are aggregated together (a 10-epoch and a 4-epoch run never are)."""
+    return json.dumps({k: v for k, v in sorted(config.items()) if k not in NOT_SETTINGS})
+
+
 def flatten(record: dict, path: Path | None = None) -> dict:
+    """One row per run. Scores, both kept so a table can say which it uses:
+
+    score       the final epoch's headline metric on the held-out test split where the task has one (Rotten
+                Tomatoes, images), else on the dev split (GLUE: the paper evaluates on dev)
+    score_best  the best epoch's headline metric on the split evaluated every epoch (validation / dev)
+    """
     config = record["config"]
     headline = record.get("metric")
     row = {"name": record.get("name"), "status": record.get("status"), "kind": record.get("kind")}
@@ -45,15 +59,16 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     row["variant"] = variant(config)
     row["default_variant"] = config["method"] != "vera" or all(
         config.get(name, getattr(DEFAULT, name)) == getattr(DEFAULT, name) for name in ABLATION_FIELDS)
+    row["setting"] = setting_of(config)
     row["metric"] = headline
     if record.get("status") == "ok":
-        # The held-out test metric where the task has a test split (Rotten Tomatoes, images); else the last
-        # epoch's dev metric (GLUE: the paper evaluates on dev).
         test = record.get("test") or {}
-        row["score"] = test.get(headline, record["final"][headline]) if headline in (record.get("final") or {}) \
-            else None
-        row["score_split"] = "test" if headline in test else record.get("evaluated_on")
-        row["best_validation"] = record["best"].get(headline)
+        row["score"] = test.get(headline, record["final"][headline])
+        row["score_split"] = "test" if headline in test else record["evaluated_on"]
+        row["score_best"] = record["best"][headline]
+        row["best_epoch"] = record["best"]["epoch"]
+        row["adapter_params"] = record["params"]["adapter"]
+        row["head_params"] = record["params"]["head"]
         row["trainable"] = record["params"]["trainable"]
         row["total"] = record["params"]["total"]
         row["adapter_bytes"] = record.get("adapter_bytes")
@@ -61,7 +76,9 @@ def flatten(record: dict, path: Path | None = None) -> dict:
         row["samples_per_second"] = record["time"]["samples_per_second"]
     row["error"] = record.get("error")
     row["device"] = (record.get("device") or {}).get("type")
-    row["train_size"] = (record.get("data") or {}).get("train_used")
+    data = record.get("data") or {}
+    row["train_size"] = data.get("train_used")
+    row["eval_size"] = (data.get("eval_used") or {}).get(row.get("score_split"))
     row["path"] = str(path) if path else None
     return row
 
@@ -89,9 +106,21 @@ def collect_records(runs="runs") -> pd.DataFrame:
             why = f"missing key {err}" if isinstance(err, KeyError) else str(err)
             warnings.warn(f"skipped {path}: not a readable veralab run record: {why}", stacklevel=2)
             skipped.append(str(path))
-    columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "metric", "score",
-               "score_split", "best_validation", "trainable", "total", "adapter_bytes", "wall_seconds",
-               "samples_per_second", "error", "device", "train_size", "path"]
+    columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "setting", "metric", "score",
+               "score_split", "score_best", "best_epoch", "adapter_params", "head_params", "trainable", "total",
+               "adapter_bytes", "wall_seconds", "samples_per_second", "error", "device", "train_size", "eval_size",
+               "path"]
     frame = pd.DataFrame(rows, columns=columns)
     frame.attrs["skipped"] = skipped
     return frame
+
+
+def compare_records(new, old) -> pd.DataFrame:
+    """Runs of the same setting and seed (the same run name) in two folders, their scores side by side: how a
+    re-run (another machine, another version) compares with the records it should reproduce."""
+    ours, theirs = collect_records(new), collect_records(old)
+    ours, theirs = ours[ours["status"] == "ok"], theirs[theirs["status"] == "ok"]
+    both = ours.merge(theirs, on="name", how="outer", suffixes=("", "_old"), indicator=True)
+    both["difference"] = both["score"] - both["score_old"]
+    both["where"] = both["_merge"].map({"both": "both", "left_only": "new only", "right_only": "old only"})
+    return both[["name", "task", "variant", "run_seed", "score", "score_old", "difference", "where"]]

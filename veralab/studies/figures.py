@@ -1,16 +1,23 @@
-"""Tables and figures as pure functions of the run records (DataFrame from collect_records).
+"""Tables and figures as pure functions of the run records (the DataFrame of collect_records).
 
-Every figure names the model, the data and the seeds it came from, and says when the data is an embedded stand-in
-rather than one of the paper's benchmarks. Where the paper reports a value for the same model and task
-(paper_results.csv), it is drawn beside ours.
+Statistics as the paper reports them: the runs of one setting (its seeds) are summarized by their median, with the
+spread shown (min–max bars) and every seed drawn as a dot; ``stat="mean"`` gives mean ± sd instead, and a single
+run says n=1. Only repeats of one whole setting are aggregated (collect.setting_of): a group that would mix
+settings, such as a 10-epoch and a 4-epoch run of one method, is refused with a message. Parameter counts are the
+adapter's alone, as the paper counts them; the task head is listed beside them in the tables. Every figure names
+the model, data, seeds, score and statistic it shows, and says when the data is an embedded stand-in rather than
+one of the paper's benchmarks; where the paper reports a value for the same model and task (paper_results.csv),
+it is drawn beside ours.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 
 from ..core.config import DEFAULT, PROJECTION_INITS
 from ..experiment.record import RECORD
@@ -23,105 +30,197 @@ TASK_LABELS = {"rotten_tomatoes": "Rotten Tomatoes snippets (embedded stand-in, 
                "mnist_5k": "MNIST-5k (embedded stand-in)", "digits": "sklearn digits 8x8 (embedded stand-in)",
                "sst2": "GLUE SST-2 dev", "mrpc": "GLUE MRPC dev", "cola": "GLUE CoLA dev", "qnli": "GLUE QNLI dev",
                "rte": "GLUE RTE dev", "stsb": "GLUE STS-B dev", "cifar100": "CIFAR-100", "food101": "Food-101",
-               "flowers102": "Flowers-102", "resisc45": "RESISC45"}
-COLORS = {"vera": "#1f77b4", "lora": "#d62728", "head": "#7f7f7f", "full": "#2ca02c"}
+               "flowers102": "Flowers-102 (re-split)", "resisc45": "RESISC45"}
+METHODS = ("head", "full", "lora", "vera")  # the order of every legend and table
+METHOD_LABELS = {"head": "head only", "full": "full fine-tune", "lora": "LoRA", "vera": "VeRA"}
+PALETTE = {"head": "#949494", "full": "#029e73", "lora": "#d55e00", "vera": "#0173b2"}  # seaborn "colorblind"
+MIN_SPAN = 10.0  # percentage points: the least a point panel's y-axis spans
+SCORES = {"final": ("score", "final epoch"), "best": ("score_best", "best epoch")}
+STATS = {"median": "median over seeds, bars min–max", "mean": "mean over seeds, bars ± sd"}
+VECTOR_VARIANTS = (("both d and b", dict(train_d=True, train_b=True, shared=True)),
+                   ("d only (b=1)", dict(train_d=True, train_b=False, shared=True)),
+                   ("b only (d=1)", dict(train_d=False, train_b=True, shared=True)),
+                   ("independent A/B", dict(train_d=True, train_b=True, shared=False)))
 
+sns.set_theme(context="notebook", style="whitegrid", font_scale=0.85)
+
+
+# ---- statistics -----------------------------------------------------------------------------------------------
 
 def _ok(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] == "ok"].copy()
 
 
-def provenance(frame: pd.DataFrame) -> str:
-    """'model · data · seeds · what was trained', for a figure's subtitle."""
-    sizes = sorted(int(s) for s in frame["train_size"].dropna().unique())
+def check_one_setting(frame: pd.DataFrame, by: list[str]) -> None:
+    """Refuse a group of `by` that holds runs of more than one setting: averaging them would be wrong."""
+    for key, group in frame.groupby(by, dropna=False):
+        if group["setting"].nunique() > 1:
+            settings = [json.loads(s) for s in group["setting"].unique()]
+            differ = sorted(k for k in set().union(*settings) if len({json.dumps(s.get(k)) for s in settings}) > 1)
+            values = {k: sorted({str(s.get(k)) for s in settings}) for k in differ[:4]}
+            raise ValueError(f"runs grouped as {dict(zip(by, key if isinstance(key, tuple) else (key,)))} come "
+                             f"from {len(settings)} different settings ({values}); they are not repeats of one "
+                             f"setting, so they are not aggregated: select one (e.g. frame[frame.epochs == 3]) or "
+                             f"keep such runs in separate folders")
+
+
+def aggregate(frame: pd.DataFrame, by: list[str], score: str = "final", stat: str = "median") -> pd.DataFrame:
+    """One row per group of `by`: center and spread of the score over seeds (in %), n and the seeds."""
+    column = SCORES[score][0]
+    check_one_setting(frame, by)
+    rows = []
+    for key, group in frame.groupby(by, dropna=False, sort=False):
+        values = 100 * group[column].astype(float)
+        if stat == "median":
+            center, low, high = values.median(), values.min(), values.max()
+        else:
+            sd = values.std(ddof=1) if len(values) > 1 else 0.0
+            center, low, high = values.mean(), values.mean() - sd, values.mean() + sd
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "center": center, "low": low,
+                     "high": high, "n": len(values), "seeds": sorted(int(s) for s in group["run_seed"]),
+                     "adapter_params": int(group["adapter_params"].iloc[0]),
+                     "head_params": int(group["head_params"].iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def cell(row, stat: str = "median") -> str:
+    """'75.8 [74.0, 77.1] (n=3)', '75.8 ± 1.2 (n=3)', or '75.8 (n=1)': a single run shows no spread."""
+    if row["n"] == 1:
+        return f"{row['center']:.1f} (n=1)"
+    if stat == "median":
+        return f"{row['center']:.1f} [{row['low']:.1f}, {row['high']:.1f}] (n={row['n']})"
+    return f"{row['center']:.1f} ± {row['high'] - row['center']:.1f} (n={row['n']})"
+
+
+def _estimator(stat: str):
+    return ("median", ("pi", 100)) if stat == "median" else ("mean", "sd")
+
+
+# ---- labels ---------------------------------------------------------------------------------------------------
+
+def score_label(frame: pd.DataFrame, score: str = "final") -> str:
+    """'accuracy, final epoch, test split (512 examples)': what each dot is."""
     metric = ", ".join(sorted(frame["metric"].dropna().unique()))
-    split = ", ".join(sorted(frame["score_split"].dropna().unique()))
-    return (f"{_panel_provenance(frame)} (mean ± std); {metric} on {split}; "
-            f"train size {sizes if len(sizes) > 1 else sizes[0] if sizes else '?'}")
+    if score == "best":
+        return f"{metric}, best epoch on the validation split"
+    splits = ", ".join(sorted(frame["score_split"].dropna().unique()))
+    sizes = sorted({int(s) for s in frame["eval_size"].dropna()})
+    examples = f" ({', '.join(f'{s:,}' for s in sizes)} examples)" if sizes else ""
+    return f"{metric}, final epoch, {splits} split{examples}"
 
 
-def _panel_provenance(frame: pd.DataFrame) -> str:
-    model = ", ".join(MODEL_LABELS.get(m, m) for m in sorted(frame["model"].dropna().unique()))
-    seeds = sorted(int(x) for x in frame["run_seed"].dropna().unique())
-    return f"{model}; seeds {seeds}"
-
-
-def _summary(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    grouped = frame.groupby(by, dropna=False)
-    out = grouped.agg(score_mean=("score", "mean"), score_std=("score", "std"), n=("score", "size"),
-                      trainable=("trainable", "first"), adapter_bytes=("adapter_bytes", "first")).reset_index()
-    out["score_std"] = out["score_std"].fillna(0.0)
-    return out
+def provenance(frame: pd.DataFrame, score: str = "final", stat: str = "median") -> str:
+    """Model · seeds · train size · score · statistic, for a figure's footer."""
+    models = ", ".join(MODEL_LABELS.get(m, m) for m in sorted(frame["model"].dropna().unique()))
+    seeds = sorted({int(s) for s in frame["run_seed"].dropna()})
+    sizes = sorted({int(s) for s in frame["train_size"].dropna()})
+    return (f"{models}; seeds {seeds}; {', '.join(f'{s:,}' for s in sizes)} training examples; score: "
+            f"{score_label(frame, score)}; {STATS[stat]}; dots: one per seed")
 
 
 def _paper_points(task: str, model: str) -> pd.DataFrame:
-    if not PAPER_RESULTS.is_file():
-        return pd.DataFrame()
     paper = pd.read_csv(PAPER_RESULTS, comment="#")
     return paper[(paper["task"] == task) & (paper["model"] == model)]
 
 
-def _finish(fig, title: str, frame: pd.DataFrame):
+def _finish(fig, title: str, frame: pd.DataFrame, score: str, stat: str):
     fig.suptitle(title, fontsize=12, fontweight="bold")
-    fig.text(0.5, 0.005, provenance(frame), ha="center", va="bottom", fontsize=7.5, color="#444444", wrap=True)
+    if frame.empty:
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        return fig
+    fig.text(0.5, 0.005, provenance(frame, score, stat), ha="center", va="bottom", fontsize=7.5, color="#444444",
+             wrap=True)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     return fig
 
 
-def rank_sweep_figure(frame: pd.DataFrame):
-    """Metric vs trainable parameters (log x) for VeRA and LoRA across ranks, one panel per task."""
+def _empty(ax, message="no runs for this panel yet"):
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#777777")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# ---- figures --------------------------------------------------------------------------------------------------
+
+def _percent(frame: pd.DataFrame, score: str) -> pd.DataFrame:
+    return frame.assign(percent=100 * frame[SCORES[score][0]].astype(float))
+
+
+def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
+    """Score vs adapter parameters (log x) for VeRA and LoRA across ranks, one panel per text task; head only is
+    the dashed line (no adapter parameters); the paper's values are stars."""
     data = _ok(frame)
-    data = data[data["method"].isin(["vera", "lora", "head"]) & data["default_variant"].astype(bool)]
+    data = _percent(data[(data["kind"] == "text") & data["method"].isin(["vera", "lora", "head"])
+                         & data["default_variant"].astype(bool)], score)
     tasks = sorted(data["task"].unique())
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5.5 * max(1, len(tasks)), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4.6), squeeze=False)
+    if not tasks:
+        _empty(axes[0][0], "no text runs of VeRA, LoRA or head only")
+    estimator, errorbar = _estimator(stat)
     for ax, task in zip(axes[0], tasks):
-        sub = _summary(data[data["task"] == task], ["method", "rank"])
-        for method, label in (("vera", "VeRA"), ("lora", "LoRA")):
-            line = sub[sub["method"] == method].sort_values("trainable")
-            if line.empty:
-                continue
-            ax.errorbar(line["trainable"], line["score_mean"], yerr=line["score_std"], marker="o", capsize=3,
-                        color=COLORS[method], label=label)
-            for _, row in line.iterrows():
-                ax.annotate(f"r={int(row['rank'])}", (row["trainable"], row["score_mean"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 5), color=COLORS[method])
-        head = sub[sub["method"] == "head"]
-        if not head.empty:
-            ax.axhline(head["score_mean"].iloc[0], color=COLORS["head"], ls="--", lw=1,
-                       label=f"head only ({int(head['trainable'].iloc[0]):,} params)")
-        model = data[data["task"] == task]["model"].iloc[0]
-        paper = _paper_points(task, model)
-        for _, row in paper.iterrows():
-            ax.scatter(row["trainable"], row["score"], marker="*", s=120, color=COLORS.get(row["method"], "k"),
-                       edgecolor="k", zorder=5, label=f"paper {row['method']} ({row['source']})")
+        sub = data[data["task"] == task]
+        summary = aggregate(sub, ["method", "rank"], score, stat)
+        adapters = sub[sub["method"] != "head"]
+        sns.scatterplot(adapters, x="adapter_params", y="percent", hue="method", palette=PALETTE, alpha=0.35, s=18,
+                        legend=False, ax=ax)
+        sns.lineplot(adapters, x="adapter_params", y="percent", hue="method", hue_order=["vera", "lora"],
+                     palette=PALETTE, estimator=estimator, errorbar=errorbar, err_style="bars", marker="o",
+                     err_kws={"capsize": 3}, ax=ax)
+        for i, (_, row) in enumerate(summary[summary["method"] != "head"].sort_values("adapter_params").iterrows()):
+            ax.annotate(f"r={int(row['rank'])}", (row["adapter_params"], row["center"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 6 if i % 2 else -11), color=PALETTE[row["method"]])
+        for _, row in summary[summary["method"] == "head"].iterrows():
+            ax.axhline(row["center"], color=PALETTE["head"], ls="--", lw=1.2)
+            ax.axhspan(row["low"], row["high"], color=PALETTE["head"], alpha=0.12, lw=0)
+        for _, row in _paper_points(task, sub["model"].iloc[0]).iterrows():
+            ax.scatter(row["adapter_params"], 100 * row["score"], marker="*", s=160, color=PALETTE[row["method"]],
+                       edgecolor="k", zorder=5)
+        handles = [plt.Line2D([], [], color=PALETTE[m], marker="o", label=f"{METHOD_LABELS[m]} (n={n} per rank)")
+                   for m, n in summary[summary["method"] != "head"].groupby("method")["n"].min().items()]
+        handles += [plt.Line2D([], [], color=PALETTE["head"], ls="--", label=f"head only (no adapter; n={n})")
+                    for n in summary[summary["method"] == "head"]["n"]]
+        if not _paper_points(task, sub["model"].iloc[0]).empty:
+            handles.append(plt.Line2D([], [], marker="*", color="k", ls="", markersize=10, label="paper"))
+        ax.legend(handles=handles, fontsize=7.5, loc="lower right")
         ax.set_xscale("log")
-        ax.set_xlabel("trainable parameters (log scale; adapter + head)")
-        ax.set_ylabel(data["metric"].iloc[0])
-        ax.set_title(f"{TASK_LABELS.get(task, task)}\n{_panel_provenance(data[data['task'] == task])}", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return _finish(fig, "VeRA vs LoRA: performance vs trainable parameters", data)
+        ax.set_xlabel("adapter parameters (log scale; the task head is not counted)")
+        ax.set_ylabel(f"{sub['metric'].iloc[0]} (%)")
+        ax.set_title(TASK_LABELS.get(task, task), fontsize=9)
+    return _finish(fig, "VeRA vs LoRA: score vs adapter parameters", data, score, stat)
 
 
-def _bar_panel(ax, summary: pd.DataFrame, labels, title: str, metric: str):
+def _point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]], title: str, score: str,
+                 stat: str) -> None:
+    """One column per (label, runs): every seed a dot, the center with its spread, its value and n written."""
     ax.set_title(title, fontsize=9)
-    if summary.empty:
-        ax.text(0.5, 0.5, "no runs for this panel yet", ha="center", va="center", transform=ax.transAxes,
-                color="#777777")
-        ax.set_xticks([])
+    labels = [(label, runs) for label, runs in labels if not runs.empty]
+    if not labels:
+        _empty(ax)
         return
-    ax.bar(range(len(summary)), summary["score_mean"], yerr=summary["score_std"], capsize=4,
-           color=[COLORS["vera"]] * len(summary))
-    ax.set_xticks(range(len(summary)), labels, fontsize=8, rotation=15)
-    low = (summary["score_mean"] - summary["score_std"]).min()
-    high = (summary["score_mean"] + summary["score_std"]).max()
-    pad = max(0.02, (high - low) * 0.3)
-    ax.set_ylim(max(0, low - pad), min(1.0, high + pad) if high <= 1 else high + pad)
-    for i, (_, row) in enumerate(summary.iterrows()):
-        ax.text(i, row["score_mean"] + row["score_std"], f"{row['score_mean']:.3f}\nn={int(row['n'])}", ha="center",
-                va="bottom", fontsize=7)
-    ax.set_ylabel(metric)
-    ax.grid(axis="y", alpha=0.3)
+    rows = []
+    for label, runs in labels:
+        check_one_setting(runs, ["variant"])
+        rows.append(runs.assign(column=f"{label}\n({int(runs['adapter_params'].iloc[0]):,})"))
+    plotted = _percent(pd.concat(rows, ignore_index=True), score)
+    order = list(dict.fromkeys(plotted["column"]))
+    estimator, errorbar = _estimator(stat)
+    sns.stripplot(plotted, x="column", y="percent", order=order, hue="method", palette=PALETTE, jitter=0.12,
+                  alpha=0.5, size=4, legend=False, ax=ax)
+    sns.pointplot(plotted, x="column", y="percent", order=order, hue="method", palette=PALETTE, estimator=estimator,
+                  errorbar=errorbar, linestyle="none", markers="D", markersize=5, capsize=0.1,
+                  err_kws={"linewidth": 1.2}, legend=False, ax=ax)
+    for i, column in enumerate(order):
+        row = aggregate(plotted[plotted["column"] == column], ["column"], score, stat).iloc[0]
+        ax.annotate(f"{row['center']:.1f}\nn={row['n']}", (i, row["high"]), textcoords="offset points",
+                    xytext=(0, 4), ha="center", va="bottom", fontsize=7)
+    ax.set_xlabel("(adapter parameters; the task head is not counted)", fontsize=7.5, color="#555555")
+    ax.set_ylabel(f"{data['metric'].iloc[0]} (%)")
+    ax.tick_params(axis="x", labelsize=7.5)
+    low, high = ax.get_ylim()
+    if high - low < MIN_SPAN:  # a 1-point difference must not fill the axis: runs differ by ~2 points by chance
+        middle = (low + high) / 2
+        ax.set_ylim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
+    ax.margins(y=0.25)
 
 
 def _vera_at(frame: pd.DataFrame, rank: int) -> pd.DataFrame:
@@ -133,104 +232,127 @@ def ablation_rank(frame: pd.DataFrame) -> int | None:
     """The VeRA rank the ablation runs used (the default profile 256, the paper 1024): the rank with the most runs
     of a non-default variant (d init, A/B init, a removed vector, independent A/B); None without such runs."""
     vera = _ok(frame)
-    vera = vera[vera["method"] == "vera"]
-    variants = vera[~vera["default_variant"].astype(bool)]
+    variants = vera[(vera["method"] == "vera") & ~vera["default_variant"].astype(bool)]
     return None if variants.empty else int(variants["rank"].value_counts().idxmax())
 
 
-def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None):
-    """d initial values (A/B Kaiming uniform) and A/B initializations (d_init 0.1), VeRA at one rank (default: the
-    ablation runs' rank)."""
+def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median"):
+    """d initial values (A/B at their default init) and A/B initializations (d at its default), VeRA at one rank
+    (default: the ablation runs' rank)."""
     rank = rank or ablation_rank(frame)
     data = _vera_at(frame, rank)
     data = data[data["train_d"].astype(bool) & data["train_b"].astype(bool) & data["shared"].astype(bool)]
     tasks = sorted(data["task"].unique())
-    fig, axes = plt.subplots(len(tasks) or 1, 2, figsize=(10, 3.8 * max(1, len(tasks))), squeeze=False)
+    fig, axes = plt.subplots(len(tasks) or 1, 2, figsize=(10, 4 * max(1, len(tasks))), squeeze=False)
+    if not tasks:
+        _empty(axes[0][0], "no records of VeRA initialization variants")
+        axes[0][1].set_axis_off()
     for row_axes, task in zip(axes, tasks):
         sub = data[data["task"] == task]
-        d = _summary(sub[sub["projection_init"] == DEFAULT.projection_init], ["d_init"]).sort_values("d_init")
-        _bar_panel(row_axes[0], d, [f"d_init={v:g}" for v in d["d_init"]],
-                   f"{TASK_LABELS.get(task, task)}\nd initial value (A/B Kaiming uniform, r={rank})",
-                   sub["metric"].iloc[0])
-        p = _summary(sub[sub["d_init"] == DEFAULT.d_init], ["projection_init"])
-        order = [x for x in PROJECTION_INITS if x in set(p["projection_init"])]
-        p = p.set_index("projection_init").loc[order].reset_index()
-        _bar_panel(row_axes[1], p, [x.replace("_", " ") for x in p["projection_init"]],
-                   f"{TASK_LABELS.get(task, task)}\nA/B initialization (d_init={DEFAULT.d_init:g}, r={rank})",
-                   sub["metric"].iloc[0])
-    return _finish(fig, "Initialization ablation (VeRA)", data)
+        d = sub[sub["projection_init"] == DEFAULT.projection_init]
+        _point_panel(row_axes[0], sub, [(f"d_init={v:g}", d[d["d_init"] == v]) for v in sorted(d["d_init"].unique())],
+                     f"{TASK_LABELS.get(task, task)}\nd initial value (A/B {DEFAULT.projection_init}, r={rank})",
+                     score, stat)
+        ab = sub[sub["d_init"] == DEFAULT.d_init]
+        _point_panel(row_axes[1], sub, [(init.replace("_", " "), ab[ab["projection_init"] == init])
+                                        for init in PROJECTION_INITS],
+                     f"{TASK_LABELS.get(task, task)}\nA/B initialization (d_init={DEFAULT.d_init:g}, r={rank})",
+                     score, stat)
+    return _finish(fig, "Initialization ablation (VeRA)", data, score, stat)
 
 
-VECTOR_VARIANTS = (("both d and b", dict(train_d=True, train_b=True, shared=True)),
-                   ("d only (b=1)", dict(train_d=True, train_b=False, shared=True)),
-                   ("b only (d=1)", dict(train_d=False, train_b=True, shared=True)),
-                   ("independent A/B", dict(train_d=True, train_b=True, shared=False)))
-
-
-def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None):
+def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median"):
     """Both vectors vs d only vs b only, and shared vs independent A/B per layer (default rank: the ablation runs')."""
     rank = rank or ablation_rank(frame)
     data = _vera_at(frame, rank)
-    data = data[data["projection_init"] == DEFAULT.projection_init]
+    data = data[(data["projection_init"] == DEFAULT.projection_init) & data["d_init"].isin([DEFAULT.d_init, 0.0])]
     tasks = sorted(data["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(6 * max(1, len(tasks)), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(7 * max(1, len(tasks)), 4.4), squeeze=False)
+    if not tasks:
+        _empty(axes[0][0], "no records of VeRA vector variants")
     for ax, task in zip(axes[0], tasks):
-        rows, labels = [], []
-        task_runs = data[(data["task"] == task) & data["d_init"].isin([DEFAULT.d_init, 0.0])]
+        sub = data[data["task"] == task]
+        columns = []
         for label, where in VECTOR_VARIANTS:
-            sub = task_runs
+            runs = sub
             for key, value in where.items():
-                sub = sub[sub[key].astype(bool) == value]
-            if not sub.empty:
-                rows.append(_summary(sub.assign(v=label), ["v"]))
-                labels.append(f"{label}\n{int(sub['trainable'].iloc[0]):,} params")
-        if rows:
-            _bar_panel(ax, pd.concat(rows, ignore_index=True), labels, f"{TASK_LABELS.get(task, task)} (r={rank})",
-                       data["metric"].iloc[0])
-    return _finish(fig, "Scaling-vector ablation (VeRA)", data)
+                runs = runs[runs[key].astype(bool) == value]
+            columns.append((label, runs))
+        _point_panel(ax, sub, columns, f"{TASK_LABELS.get(task, task)} (r={rank})", score, stat)
+    return _finish(fig, "Scaling-vector ablation (VeRA)", data, score, stat)
 
 
-def vit_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Head / full / LoRA / VeRA on image tasks: mean ± std over seeds, with trainable parameters."""
+def vit_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
+    """Head only / full fine-tune / LoRA / VeRA on the image tasks, the paper's values as stars where they apply."""
+    data = _ok(frame)
+    data = data[data["kind"] == "image"]
+    tasks = sorted(data["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(6 * max(1, len(tasks)), 4.4), squeeze=False)
+    if not tasks:
+        _empty(axes[0][0], "no records of image runs")
+    for ax, task in zip(axes[0], tasks):
+        sub = data[data["task"] == task]
+        columns = [(variant, sub[sub["variant"] == variant]) for method in METHODS
+                   for variant in sorted(sub[sub["method"] == method]["variant"].unique())]
+        _point_panel(ax, sub, columns, TASK_LABELS.get(task, task), score, stat)
+        labels = [label for label, runs in columns if not runs.empty]
+        for _, row in _paper_points(task, sub["model"].iloc[0]).iterrows():
+            matches = [i for i, (label, runs) in enumerate(columns) if runs["method"].iloc[0] == row["method"]]
+            if matches and len(labels) == len(columns):
+                ax.scatter(matches[0], 100 * row["score"], marker="*", s=160, color=PALETTE[row["method"]],
+                           edgecolor="k", zorder=5)
+    return _finish(fig, "ViT image classification: head / full / LoRA / VeRA (few-shot)", data, score, stat)
+
+
+# ---- tables ---------------------------------------------------------------------------------------------------
+
+def results_table(frame: pd.DataFrame, score: str = "final", stat: str = "median") -> pd.DataFrame:
+    """Every setting's summary: adapter and head parameters, the score's center and spread over seeds, n, seeds."""
+    data = _ok(frame)
+    summary = aggregate(data, ["task", "model", "method", "variant", "setting"], score, stat)
+    summary["order"] = summary["method"].map({m: i for i, m in enumerate(METHODS)})
+    summary = summary.sort_values(["task", "order", "adapter_params", "variant"]).reset_index(drop=True)
+    summary["score (%)"] = [cell(row, stat) for _, row in summary.iterrows()]
+    summary["seeds"] = [", ".join(map(str, s)) for s in summary["seeds"]]
+    repeated = summary.duplicated(["task", "model", "variant"], keep=False)
+    summary["setting differs in"] = [_differs(summary, row) if dup else "" for dup, (_, row) in
+                                     zip(repeated, summary.iterrows())]
+    columns = ["task", "model", "variant", "adapter_params", "head_params", "score (%)", "n", "seeds"]
+    return summary[columns + (["setting differs in"] if repeated.any() else [])]
+
+
+def _differs(summary: pd.DataFrame, row) -> str:
+    """The settings in which `row` differs from other rows of its task and variant (so the table says why they are
+    separate rows)."""
+    others = summary[(summary["task"] == row["task"]) & (summary["variant"] == row["variant"])]
+    mine, theirs = json.loads(row["setting"]), [json.loads(s) for s in others["setting"] if s != row["setting"]]
+    return ", ".join(f"{k}={mine.get(k)}" for k in sorted(mine) if any(t.get(k) != mine.get(k) for t in theirs))
+
+
+def vit_table(frame: pd.DataFrame, score: str = "final", stat: str = "median") -> pd.DataFrame:
+    """Head / full / LoRA / VeRA (rows) on the image tasks (columns), with adapter and head parameters."""
     data = _ok(frame)
     data = data[data["kind"] == "image"]
     if data.empty:
-        return pd.DataFrame(columns=["method", "trainable"])
-    summary = _summary(data, ["task", "variant", "method"])
-    summary["cell"] = [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in zip(summary["score_mean"], summary["score_std"])]
-    table = summary.pivot_table(index=["method", "variant", "trainable"], columns="task", values="cell",
-                                aggfunc="first").reset_index()
-    order = {"head": 0, "full": 1, "lora": 2, "vera": 3}
-    return table.sort_values(by="method", key=lambda s: s.map(order)).reset_index(drop=True)
+        return pd.DataFrame(columns=["method", "adapter_params"])
+    summary = aggregate(data, ["task", "method", "variant"], score, stat)
+    summary["cell"] = [cell(row, stat) for _, row in summary.iterrows()]
+    table = summary.pivot_table(index=["method", "variant", "adapter_params", "head_params"], columns="task",
+                                values="cell", aggfunc="first").reset_index()
+    table.columns.name = None
+    return table.sort_values(by="method", key=lambda s: s.map({m: i for i, m in enumerate(METHODS)})) \
+        .reset_index(drop=True)
 
 
-def vit_figure(frame: pd.DataFrame):
+def table_note(frame: pd.DataFrame, score: str = "final", stat: str = "median") -> str:
+    """The line above a Markdown table: what each cell is."""
     data = _ok(frame)
-    data = data[data["kind"] == "image"]
-    tasks = sorted(data["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(5 * max(1, len(tasks)), 4), squeeze=False)
-    order = ("head", "full", "lora", "vera")
-    for ax, task in zip(axes[0], tasks):
-        s = _summary(data[data["task"] == task], ["method", "variant"])
-        s = s.set_index("method").loc[[m for m in order if m in set(s["method"])]].reset_index()
-        ax.bar(range(len(s)), s["score_mean"], yerr=s["score_std"], capsize=4, color=[COLORS[m] for m in s["method"]])
-        ax.set_xticks(range(len(s)), [f"{v}\n{int(t):,} params" for v, t in zip(s["variant"], s["trainable"])],
-                      fontsize=7)
-        for i, (_, row) in enumerate(s.iterrows()):
-            ax.text(i, row["score_mean"] + row["score_std"], f"{100 * row['score_mean']:.1f}", ha="center",
-                    va="bottom", fontsize=8)
-        ax.set_ylabel("test accuracy")
-        ax.set_title(f"{TASK_LABELS.get(task, task)}\n{_panel_provenance(data[data['task'] == task])}", fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    return _finish(fig, "ViT image classification: head / full / LoRA / VeRA (few-shot)", data)
+    return (f"Score: {score_label(data, score)}, in %; cells: {STATS[stat]}, (n) runs; adapter_params: the adapter "
+            f"alone (as the paper counts), head_params: the task head trained beside it. Records: "
+            f"{len(data)} ok runs.\n\n")
 
 
-def results_table(frame: pd.DataFrame) -> pd.DataFrame:
-    data = _ok(frame)
-    summary = _summary(data, ["task", "model", "variant", "method"])
-    summary["score"] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(summary["score_mean"], summary["score_std"])]
-    return summary[["task", "model", "variant", "trainable", "adapter_bytes", "score", "n"]]
-
+# ---- everything -----------------------------------------------------------------------------------------------
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
@@ -240,7 +362,13 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
     return paths
 
 
-def make_all(runs="runs", out="figures") -> list[Path]:
+def _write_table(table: pd.DataFrame, note: str, out: Path, stem: str) -> list[Path]:
+    table.to_csv(out / f"{stem}.csv", index=False)
+    (out / f"{stem}.md").write_text(note + table.to_markdown(index=False) + "\n")
+    return [out / f"{stem}.csv", out / f"{stem}.md"]
+
+
+def make_all(runs="runs", out="figures", score: str = "final", stat: str = "median") -> list[Path]:
     """Regenerate every table and figure in `out` from the records under `runs`; without any record (a mistyped
     --runs) nothing is written, so `out`'s tables are not replaced by empty ones."""
     frame = collect_records(runs)
@@ -251,23 +379,16 @@ def make_all(runs="runs", out="figures") -> list[Path]:
         raise FileNotFoundError(f"no run records ({RECORD}) under {runs}{why}; nothing written to {out}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written = []
     ok = _ok(frame)
-    table = results_table(frame)
-    table.to_csv(out / "results.csv", index=False)
-    (out / "results.md").write_text(table.to_markdown(index=False) + "\n")
-    written += [out / "results.csv", out / "results.md"]
-    if ok.empty:
-        return written
-    if not ok[ok["method"].isin(["vera", "lora"])].empty:
-        written += _save(rank_sweep_figure(frame), out, "rank_sweep")
+    written = _write_table(results_table(frame, score, stat), table_note(frame, score, stat), out, "results")
+    if not ok[(ok["kind"] == "text") & ok["method"].isin(["vera", "lora"])].empty:
+        written += _save(rank_sweep_figure(frame, score, stat), out, "rank_sweep")
     rank = ablation_rank(frame)
     if rank is not None:
-        written += _save(init_ablation_figure(frame, rank), out, "init_ablation")
-        written += _save(vector_ablation_figure(frame, rank), out, "vector_ablation")
-    vit = vit_table(frame)
+        written += _save(init_ablation_figure(frame, rank, score, stat), out, "init_ablation")
+        written += _save(vector_ablation_figure(frame, rank, score, stat), out, "vector_ablation")
+    vit = vit_table(frame, score, stat)
     if not vit.empty:
-        vit.to_csv(out / "vit_table.csv", index=False)
-        (out / "vit_table.md").write_text(vit.to_markdown(index=False) + "\n")
-        written += [out / "vit_table.csv", out / "vit_table.md"] + _save(vit_figure(frame), out, "vit")
+        written += _write_table(vit, table_note(ok[ok["kind"] == "image"], score, stat), out, "vit_table")
+        written += _save(vit_figure(frame, score, stat), out, "vit")
     return written

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
-from ..experiment import RunConfig
+from pathlib import Path
 
+import pandas as pd
+
+from ..experiment import RunConfig
+from ..experiment.record import RECORD
+from .collect import collect_records
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED_RESULTS = REPO / "results" / "default"  # the default profile's records, committed with the repository
 PARAMETER_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
 IPYTHON_NAMES = {"In", "Out"}
+
+
+def in_repo(path) -> Path:
+    """A notebook's relative path, resolved against the repository root: the same folder whether the notebook runs
+    in JupyterLab (cwd notebooks/), under papermill from the repo root, or from anywhere else."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else REPO / path
 
 
 def config_from(namespace: dict) -> RunConfig:
@@ -13,10 +28,25 @@ def config_from(namespace: dict) -> RunConfig:
 
     Call it right after the parameters cell: every plain value defined by then (numbers, strings, None, lists)
     must be a RunConfig field, so a typo such as `rnak = 16` is an error instead of silently running the default.
+    A relative output_dir is resolved against the repository root.
     """
     params = {k: v for k, v in namespace.items()
               if not k.startswith("_") and k not in IPYTHON_NAMES and isinstance(v, PARAMETER_TYPES)}
+    if "output_dir" in params:
+        params["output_dir"] = str(in_repo(params["output_dir"]))
     return RunConfig.from_dict(params)
+
+
+def load_records(runs) -> pd.DataFrame:
+    """collect_records on `runs` (resolved against the repository), or on the committed default-profile results
+    when `runs` holds no record yet; says which folder it read, so a figure never silently shows other runs."""
+    folder = in_repo(runs)
+    if not any(folder.glob(f"**/{RECORD}")):
+        print(f"no records in {folder} yet: showing the committed default-profile results in {COMMITTED_RESULTS}")
+        folder = COMMITTED_RESULTS
+    frame = collect_records(folder)
+    print(f"{len(frame)} records from {folder} ({(frame['status'] == 'ok').sum()} ok)")
+    return frame
 
 
 def summarize(record: dict) -> None:
@@ -24,13 +54,16 @@ def summarize(record: dict) -> None:
     metric = record["metric"]
     test = (record.get("test") or {}).get(metric)
     print(f"{record['name']}: {record['status']}")
+    if record.get("reused"):
+        print(f"  reused the stored record (run finished {record.get('finished')}); set force = True to run again")
     print(f"  model {record['model']} on {record['data']['source']}, {record['data']['train_used']} training examples")
     if record["status"] == "ok":
         print(f"  {metric}: final {record['final'][metric]:.4f} on {record['evaluated_on']}, best "
               f"{record['best'][metric]:.4f} (epoch {record['best']['epoch']})"
               + (f", test {test:.4f}" if test is not None else ""))
-        print(f"  trainable {record['params']['trainable']:,} of {record['params']['total']:,} parameters; "
-              f"adapter {record['adapter_bytes'] / 1024:.1f} KiB; {record['time']['wall_seconds']:.0f} s on "
+        params = record["params"]
+        print(f"  {params['adapter']:,} adapter + {params['head']:,} head parameters trained, of {params['total']:,}; "
+              f"adapter file {record['adapter_bytes'] / 1024:.1f} KiB; {record['time']['wall_seconds']:.0f} s on "
               f"{record['device']['type']}")
     else:
         print(f"  error: {record.get('error')}")

@@ -51,7 +51,10 @@ class Point:
     params: dict
 
     def __post_init__(self) -> None:
-        self.params = RunConfig.from_dict(self.params).to_dict()
+        config = RunConfig.from_dict(self.params)
+        # "auto" is resolved here, where the sweep starts: a worker that cannot see the GPU then fails loudly
+        # instead of training on the CPU under a GPU run's name
+        self.params = {**config.to_dict(), "device": config.resolved_device()}
 
     @property
     def run_dir(self) -> Path:
@@ -66,7 +69,12 @@ class Point:
         return bool(record and record.get("status") == "ok")
 
 
+GRID_KEYS = ("tasks", "seeds", "base", "task_overrides", "points", "axes")
+RESERVED = ("task", "run_seed", "projection_prng_key", "output_dir")  # set by the grid's lists and --output-dir
+
+
 def load_grid(study: str, profile: str = "default", grid_file: str | None = None) -> dict:
+    """The profile's grid for `study`, with a YAML file's keys (optionally under the study's name) over it."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
     grid = copy.deepcopy(PROFILES[profile][study])
@@ -74,12 +82,11 @@ def load_grid(study: str, profile: str = "default", grid_file: str | None = None
         text = yaml.safe_load(Path(grid_file).read_text()) or {}
         override = text.get(study, text) if isinstance(text, dict) else None
         if not isinstance(override, dict):
-            raise ConfigError(f"{grid_file} must be a mapping (keys: tasks, seeds, base, points, axes), optionally "
-                              f"under a study name ({', '.join(STUDIES)})")
-        unknown = set(override) - {"tasks", "seeds", "base", "points", "axes"} - set(STUDIES)
+            raise ConfigError(f"{grid_file} must be a mapping (keys: {', '.join(GRID_KEYS)}), optionally under a "
+                              f"study name ({', '.join(STUDIES)})")
+        unknown = set(override) - set(GRID_KEYS) - set(STUDIES)
         if unknown:
-            raise ConfigError(f"{grid_file}: unknown grid key(s) {sorted(unknown)}; allowed: tasks, seeds, base, "
-                              f"points, axes")
+            raise ConfigError(f"{grid_file}: unknown grid key(s) {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
         grid.update({k: v for k, v in override.items() if k not in STUDIES})
         if "base" in override:
             grid["base"] = {**PROFILES[profile][study].get("base", {}), **override["base"]}
@@ -87,22 +94,30 @@ def load_grid(study: str, profile: str = "default", grid_file: str | None = None
 
 
 def expand(study: str, grid: dict, output_dir: str) -> list[Point]:
-    """tasks × seeds × points (× axes), deduplicated by run directory, in a stable order."""
+    """tasks × seeds × points (× axes), deduplicated by run directory, in a stable order.
+
+    A point's settings are, later ones winning: `base`, the task's entry in `task_overrides` (per-task epochs and
+    learning rates, as the paper's GLUE runs use), the point, its `axes` combination.
+    """
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
     axes = grid.get("axes") or {}
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
-    for point in grid.get("points") or []:
-        clash = sorted({"task", "run_seed", "projection_prng_key", "output_dir"} & set(point))
+    overrides = grid.get("task_overrides") or {}
+    stray = sorted(set(overrides) - set(grid["tasks"]))
+    if stray:
+        raise ConfigError(f"task_overrides names task(s) {stray} that are not in the grid's tasks {grid['tasks']}")
+    for where, settings in [("grid point", p) for p in grid.get("points") or []] + \
+                           [(f"task_overrides[{t!r}]", o) for t, o in overrides.items()]:
+        clash = sorted(set(RESERVED) & set(settings))
         if clash:
-            raise ConfigError(f"grid point {point} sets {clash}: give tasks and seeds in the grid's `tasks` and "
+            raise ConfigError(f"{where} {settings} sets {clash}: give tasks and seeds in the grid's `tasks` and "
                               f"`seeds` lists, and the output folder with --output-dir")
     points, seen = [], set()
     for task, seed, point, combo in itertools.product(grid["tasks"], grid["seeds"], grid.get("points") or [{}],
                                                       combos):
-        params = {**grid.get("base", {}), **point, **combo, "task": task, "run_seed": seed,
-                  "projection_prng_key": seed,
-                  "output_dir": str(Path(output_dir).resolve())}
+        params = {**grid.get("base", {}), **overrides.get(task, {}), **point, **combo, "task": task,
+                  "run_seed": seed, "projection_prng_key": seed, "output_dir": str(Path(output_dir).resolve())}
         p = Point(study, params)  # validated here, before anything runs
         if p.run_dir not in seen:
             seen.add(p.run_dir)
@@ -328,6 +343,13 @@ def _run_slurm(points, jobs, timeout, options: SlurmOptions, folder: Path, bar):
     return results
 
 
+def sweep_points(study: str, profile="default", grid_file=None, output_dir="runs", limit=None) -> list[Point]:
+    """Every point of `study` (or "all"), each once, in a stable order."""
+    studies = list(STUDIES) if study == "all" else [study]
+    points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir)]
+    return list({p.run_dir: p for p in points}.values())[:limit]
+
+
 def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor="local", output_dir="runs",
               ray_address=None, limit=None, timeout=None, slurm: SlurmOptions | None = None) -> dict:
     """Run `study` (or "all") and return {"points", "skipped", "done", "busy", "failed": [results]}; prints a
@@ -336,10 +358,7 @@ def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
-    studies = list(STUDIES) if study == "all" else [study]
-    points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir)]
-    unique = {p.run_dir: p for p in points}
-    points = list(unique.values())[:limit]
+    points = sweep_points(study, profile, grid_file, output_dir, limit)
     todo = [p for p in points if not p.done()]
     skipped = len(points) - len(todo)
     bar = progress(total=len(points), initial=skipped, desc=f"sweep {study} ({profile})", unit="run")

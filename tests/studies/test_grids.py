@@ -1,0 +1,103 @@
+"""Profiles and grids: expansion, validation, per-task overrides, the paper profile's sources, and --dry-run."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import veralab.studies.profiles as profiles
+from veralab.core.config import ConfigError
+from veralab.studies.sweep import expand, load_grid
+
+
+def _grid_file(tmp_path, grid):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return str(path)
+
+
+def test_grid_expansion_dedups_shared_points_and_validates(tmp_path):
+    points = expand("init_ablation", load_grid("init_ablation", "default"), tmp_path)
+    assert len(points) == 5 * 3 and len({p.run_dir for p in points}) == 15  # 5 settings x 3 seeds
+    bad = _grid_file(tmp_path, {"points": [{"method": "vera", "rank": -1}]})
+    with pytest.raises(ConfigError, match="rank must be a positive integer, got -1"):
+        expand("rank_sweep", load_grid("rank_sweep", "default", bad), tmp_path)
+    with pytest.raises(ConfigError, match=r"sets \['task'\]: give tasks and seeds in the grid's `tasks`"):
+        expand("rank_sweep", load_grid("rank_sweep", "default", _grid_file(tmp_path, {"points": [{"task": "rte"}]})),
+               tmp_path)
+    (tmp_path / "typo.yaml").write_text("pionts: []\n")
+    with pytest.raises(ConfigError, match=r"unknown grid key\(s\) \['pionts'\]"):
+        load_grid("rank_sweep", "default", str(tmp_path / "typo.yaml"))
+    with pytest.raises(ConfigError, match="unknown profile 'fast'; allowed: default, paper"):
+        load_grid("rank_sweep", "fast")
+
+
+def test_every_default_point_has_three_seeds_or_more():
+    for study in profiles.PROFILES["default"]:
+        assert len(load_grid(study, "default")["seeds"]) >= 3, study
+
+
+def _by(points, **where):
+    return [p.params for p in points if all(p.params[k] == v for k, v in where.items())]
+
+
+def test_paper_profile_uses_the_per_task_settings_of_the_replication():
+    rank = expand("rank_sweep", load_grid("rank_sweep", "paper"), "/tmp/unused")
+    assert {p.params["model"] for p in rank} == {"roberta-base"}
+    assert {p.params["batch_size"] for p in rank} == {64} and {p.params["max_length"] for p in rank} == {512}
+    expected = {"rte": (160, 4e-3, 1e-2), "mrpc": (30, 1e-2, 4e-3), "cola": (80, 1e-2, 1e-2), "stsb": (80, 1e-2, 1e-2)}
+    for task, (epochs, lr, head_lr) in expected.items():
+        (vera,) = _by(rank, task=task, method="vera", rank=1024, run_seed=0)
+        assert (vera["epochs"], vera["lr"], vera["head_lr"]) == (epochs, lr, head_lr), task
+        (lora,) = _by(rank, task=task, method="lora", rank=8, run_seed=0)
+        assert (lora["epochs"], lora["lr"], lora["head_lr"]) == (epochs, 4e-4, head_lr), task
+    for study in ("init_ablation", "vector_ablation"):
+        points = expand(study, load_grid(study, "paper"), "/tmp/unused")
+        assert {p.params["rank"] for p in points} == {1024}
+        assert {(p.params["task"], p.params["epochs"]) for p in points} == {(t, e[0]) for t, e in expected.items()}
+    vit = expand("vit", load_grid("vit", "paper"), "/tmp/unused")
+    assert {p.params["task"] for p in vit} == {"cifar100", "food101", "flowers102", "resisc45"}
+    assert {p.params["run_seed"] for p in vit} == {0, 1, 2, 3, 4}
+    assert {p["rank"] for p in _by(vit, method="vera")} == {256}
+    assert {p.params["shots_per_class"] for p in vit} == {10}
+
+
+def test_every_paper_setting_names_its_source():
+    source = Path(profiles.__file__).read_text()
+    block = source[source.index("# ---- paper:"):source.index("def _points")]
+    settings = [line for line in block.splitlines()
+                if re.match(r'\s+"\w+": ', line) or re.match(r"PAPER_\w+ = [^{]", line)]
+    assert settings
+    unsourced = [line for line in settings
+                 if not re.search(r"#.*(paper|replication|LoRA paper|our choice)", line)
+                 and not re.match(r'\s+"(sst2|mrpc|cola|qnli|rte|stsb)": \{"epochs"', line)]  # under a sourced header
+    assert not unsourced, unsourced
+
+
+def test_task_overrides_from_a_grid_file_and_their_typos(tmp_path):
+    grid = _grid_file(tmp_path, {"tasks": ["digits", "mnist_5k"], "seeds": [0], "points": [{"method": "head"}],
+                                 "task_overrides": {"digits": {"epochs": 7}}})
+    points = expand("vit", load_grid("vit", "default", grid), tmp_path)
+    assert {(p.params["task"], p.params["epochs"]) for p in points} == {("digits", 7), ("mnist_5k", 20)}
+    typo = _grid_file(tmp_path, {"tasks": ["digits"], "task_overrides": {"digit": {"epochs": 7}}})
+    with pytest.raises(ConfigError, match=r"task_overrides names task\(s\) \['digit'\] that are not in the grid's "
+                                          r"tasks \['digits'\]"):
+        expand("vit", load_grid("vit", "default", typo), tmp_path)
+
+
+def test_dry_run_prints_every_resolved_point_and_runs_nothing(tmp_path):
+    out = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-m", "veralab", "sweep", "vector_ablation", "--profile", "paper",
+                           "--dry-run", "--output-dir", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == 4 * 4 * 5  # 4 variants x 4 tasks x 5 seeds
+    rte_d_only = [p for p in lines if p["task"] == "rte" and not p["train_b"]]
+    assert len(rte_d_only) == 5 and all(p["epochs"] == 160 and p["lr"] == 4e-3 and p["d_init"] == 0.0
+                                        for p in rte_d_only)
+    assert all({"study", "run", "method", "rank", "projection_prng_key", "device"} <= set(p) for p in lines)
+    assert not out.exists()
