@@ -2,17 +2,37 @@
 
 import pytest
 import torch
+from datasets import Dataset
 
 from veralab.experiment.images import embedded_split, few_shot_indices, to_model_input
-from veralab.experiment.tasks import TaskError, load_image_task, rotten_tomatoes, task_kind
+from veralab.experiment.tasks import TaskError, load_image_task, rotten_tomatoes, subsample, task_kind, tokenize
 
 
 def test_rotten_tomatoes_split_is_fixed_and_disjoint():
     a, b = rotten_tomatoes(), rotten_tomatoes()
-    sizes = {k: len(v[1]) for k, v in a.splits.items()}
+    assert all(isinstance(split, Dataset) for split in a.splits.values())  # inspectable in a notebook
+    sizes = {k: len(v) for k, v in a.splits.items()}
     assert sizes == {"validation": 1280, "test": 1280, "train": 10248}  # 12,808 fresh/rotten snippets, 80/10/10
-    assert a.splits["test"] == b.splits["test"]
-    assert set(a.splits["train"][1]) == {0, 1} and 0.5 < sum(a.splits["train"][1]) / sizes["train"] < 0.65
+    assert a.splits["test"][:] == b.splits["test"][:]
+    texts = {name: set(split[:]["text_a"]) for name, split in a.splits.items()}
+    assert not texts["test"] & texts["validation"] and len(texts["train"] & texts["test"]) < 20  # a few repeats
+    labels = a.splits["train"][:]["label"]
+    assert set(labels) == {0, 1} and 0.5 < sum(labels) / sizes["train"] < 0.65
+
+
+def test_tokenize_caches_with_datasets_map_and_matches_the_tokenizer(tmp_path, monkeypatch, minilm_path):
+    from transformers import AutoTokenizer
+
+    from veralab.experiment import tasks
+
+    monkeypatch.setattr(tasks, "CACHE_DIR", tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path))
+    split = subsample(rotten_tomatoes().splits["validation"], 40, 0)
+    first = tokenize(split, tokenizer, 32)
+    assert first[:]["input_ids"] == tokenizer(split[:]["text_a"], truncation=True, max_length=32)["input_ids"]
+    (cache,) = (tmp_path / "tokens").glob("*.arrow")
+    assert tokenize(split, tokenizer, 32).cache_files[0]["filename"] == str(cache)  # the second call reads it
+    assert len(list((tmp_path / "tokens").glob("*.arrow"))) == 1
 
 
 def test_few_shot_sampling_is_exact_seeded_and_varies_with_seed():
@@ -36,7 +56,7 @@ def test_embedded_image_splits_are_fixed_and_disjoint(name, total):
 
 def test_image_task_uses_shots_per_class_from_the_train_split():
     data = load_image_task("digits", shots_per_class=5, seed=0)
-    assert data.num_labels == 10 and len(data.train[1]) == 50 and data.notes["shots_per_class"] == 5
+    assert data.num_labels == 10 and len(data.train) == 50 and data.notes["shots_per_class"] == 5
 
 
 def test_images_are_resized_to_the_backbone_input():

@@ -24,19 +24,26 @@ def _run(name, tmp_path, **parameters):
     out = tmp_path / name
     run_notebook(NOTEBOOKS / name, out, parameters, cwd=NOTEBOOKS)
     cells = nbformat.read(out, as_version=4)["cells"]
+    outputs = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"]]
+    warnings = [o.get("text", "") for o in outputs if o.get("name") == "stderr" or o["output_type"] == "error"]
+    assert not warnings, warnings  # no warning box for the reader
     return "".join(o.get("text", "") for c in cells if c["cell_type"] == "code" for o in c["outputs"]), cells
 
 
 @pytest.mark.slow
 def test_quickstart_trains_merges_saves_and_reloads(tmp_path):
-    text, _ = _run("00_quickstart.ipynb", tmp_path, rank=32, steps=3)
+    text, cells = _run("00_quickstart.ipynb", tmp_path, rank=32, steps=3)
     assert "merged == unmerged: True" in text and "reloaded == trained: True" in text
+    assert any("image/png" in o.get("data", {}) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
 
 
 @pytest.mark.slow
-def test_figures_notebook_draws_from_the_records(tmp_path):
+def test_figures_notebook_falls_back_to_the_committed_records_and_says_so(tmp_path):
     if not list(RESULTS.glob("*/record.json")):
         pytest.skip("no committed records under results/default")
-    _, cells = _run("05_figures.ipynb", tmp_path, runs=str(RESULTS))
+    empty = tmp_path / "my-runs"
+    empty.mkdir()
+    text, cells = _run("05_figures.ipynb", tmp_path, runs=str(empty))
+    assert f"no records in {empty} yet: showing the committed default-profile results in {RESULTS}" in text
     images = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"] if "image/png" in o.get("data", {})]
     assert len(images) == 4

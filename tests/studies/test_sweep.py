@@ -49,6 +49,8 @@ def test_each_study_notebook_runs_under_papermill_and_writes_its_record(study, t
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the study plot was drawn
     assert not any("it/s]" in o.get("text", "") for o in outputs)  # progress bars stay quiet under papermill
+    warnings = [o.get("text", "") for o in outputs if o.get("name") == "stderr" or o["output_type"] == "error"]
+    assert not warnings, warnings  # no pink box: every warning is dealt with, none is left to the reader
 
 
 def test_interrupted_sweep_resumes_and_redoes_nothing(tmp_path):

@@ -109,9 +109,11 @@ def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, st
 
 
 def load_glue_hub(task: str, split: str):
+    """The hub's GLUE split with the columns every text task has: text_a, text_b (None for one sentence), label."""
     import datasets
 
     ds = datasets.load_dataset("nyu-mll/glue", task, split="validation" if split == "dev" else split)
     a, b = HUB_COLUMNS[task]
-    texts = [(row[a], row[b] if b else None) for row in ds]
-    return texts, [row["label"] for row in ds]
+    ds = ds.rename_column(a, "text_a")
+    ds = ds.rename_column(b, "text_b") if b else ds.add_column("text_b", [None] * len(ds))
+    return ds.select_columns(["text_a", "text_b", "label"])

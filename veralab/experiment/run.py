@@ -24,7 +24,7 @@ from .images import to_model_input
 from .metrics import compute
 from .models import load_text_model, load_vision_model
 from .record import RECORD, device_info, git_commit, peak_memory, read_record, versions
-from .tasks import TaskError, load_image_task, load_text_task, subsample, tokenize_cached
+from .tasks import TaskError, image_tensors, load_image_task, load_text_task, subsample, tokenize
 from .train import TrainingDiverged, fit, parameter_groups, seed_everything
 
 
@@ -66,11 +66,9 @@ def _device(config: RunConfig) -> torch.device:
 def _text_setup(config: RunConfig, device) -> TaskSetup:
     data = load_text_task(config.task, config.glue_dir)
     model, tokenizer = load_text_model(config.model_name, data.num_labels)
-    train_texts, train_labels = subsample(*data.splits["train"], config.max_train_samples, config.run_seed)
-    evals = {name: subsample(*split, config.max_eval_samples, 0)
-             for name, split in data.splits.items() if name != "train"}
-    encoded = {name: (tokenize_cached(tokenizer, texts, config.max_length), labels)
-               for name, (texts, labels) in {"train": (train_texts, train_labels), **evals}.items()}
+    splits = {name: subsample(split, config.max_train_samples if name == "train" else config.max_eval_samples,
+                              config.run_seed if name == "train" else 0) for name, split in data.splits.items()}
+    encoded = {name: tokenize(split, tokenizer, config.max_length)[:] for name, split in splits.items()}
     label_dtype = torch.float32 if data.num_labels == 1 else torch.long
 
     def collate(ids, labels):
@@ -78,32 +76,32 @@ def _text_setup(config: RunConfig, device) -> TaskSetup:
         return {k: v.to(device) for k, v in batch.items()}, torch.tensor(labels, dtype=label_dtype, device=device)
 
     def batches(split, size, order):
-        ids, labels = encoded[split]
+        ids, labels = encoded[split]["input_ids"], encoded[split]["label"]
         for i in range(0, len(order), size):
             chosen = order[i:i + size]
             yield collate([ids[j] for j in chosen], [labels[j] for j in chosen])
 
     def train_batches(epoch):
-        order = np.random.default_rng([config.run_seed, epoch]).permutation(len(train_labels))
+        order = np.random.default_rng([config.run_seed, epoch]).permutation(len(splits["train"]))
         return batches("train", config.batch_size, order)
 
     def eval_batches(split):  # length-sorted: less padding
-        return batches(split, config.eval_batch_size, np.argsort([len(x) for x in encoded[split][0]]))
+        return batches(split, config.eval_batch_size, np.argsort([len(x) for x in encoded[split]["input_ids"]]))
 
-    info = {"source": data.source, **data.notes, "train_used": len(train_labels),
-            "eval_used": {name: len(labels) for name, (_, labels) in evals.items()},
+    evals = [name for name in splits if name != "train"]
+    info = {"source": data.source, **data.notes, "train_used": len(splits["train"]),
+            "eval_used": {name: len(splits[name]) for name in evals},
             "max_length": config.max_length, "tokenizer": tokenizer.name_or_path}
-    return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(train_labels), eval_batches,
-                     list(evals), lambda m, inputs: m(**inputs).logits, info)
+    return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(splits["train"]), eval_batches,
+                     evals, lambda m, inputs: m(**inputs).logits, info)
 
 
 def _image_setup(config: RunConfig, device) -> TaskSetup:
     data = load_image_task(config.task, config.shots_per_class, config.run_seed)
     model, spec = load_vision_model(config.model_name, data.num_labels, checkpoint=config.checkpoint)
-    train_x, train_y = subsample(*data.train, config.max_train_samples, config.run_seed)
-    test_x, test_y = subsample(*data.test, config.max_eval_samples, 0)
-    tensors = {"train": (to_model_input(train_x, spec), torch.tensor(train_y)),
-               "test": (to_model_input(test_x, spec), torch.tensor(test_y))}
+    train_x, train_y = image_tensors(subsample(data.train, config.max_train_samples, config.run_seed))
+    test_x, test_y = image_tensors(subsample(data.test, config.max_eval_samples, 0))
+    tensors = {"train": (to_model_input(train_x, spec), train_y), "test": (to_model_input(test_x, spec), test_y)}
 
     def batches(split, size, order):
         x, y = tensors[split]

