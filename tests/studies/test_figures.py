@@ -4,10 +4,22 @@ import filecmp
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from veralab.studies.collect import collect_records
-from veralab.studies.figures import ablation_rank, make_all, provenance, vit_table
+from veralab.studies.figures import (
+    ablation_rank,
+    aggregate,
+    cell,
+    make_all,
+    provenance,
+    rank_sweep_figure,
+    results_table,
+    vit_table,
+)
+from veralab.studies.profiles import PROFILES
+from veralab.studies.sweep import sweep_points
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS, FIGURES = ROOT / "results" / "default", ROOT / "figures"
@@ -33,28 +45,64 @@ def test_regenerating_figures_reproduces_the_committed_ones(records, tmp_path):
     assert not [m for m in mismatch if not m.endswith((".png", ".pdf"))], mismatch  # tables exactly
 
 
-def test_every_run_of_the_default_profile_is_ok_and_labelled(records):
-    assert len(records) >= 39 and set(records["status"]) == {"ok"}
+def test_every_run_of_the_default_profile_is_ok_and_labelled(records, tmp_path):
+    expected = {p.run_dir.name for p in sweep_points("all", "default", output_dir=str(tmp_path))}
+    assert set(records["name"]) == expected and set(records["status"]) == {"ok"}  # all 3 seeds of every point
     text = provenance(records[records["kind"] == "text"])
-    assert "all-MiniLM-L6-v2" in text and "seeds [0]" in text
+    assert "all-MiniLM-L6-v2" in text and "seeds [0, 1, 2]" in text and "median over seeds" in text
+    assert "test split (512 examples)" in text
     images = provenance(records[records["kind"] == "image"])
     assert "tiny ViT" in images and "seeds [0, 1, 2]" in images
+    assert all(len(PROFILES["default"][s]["seeds"]) >= 3 for s in PROFILES["default"])
 
 
-def test_vit_table_has_the_four_methods_with_parameter_counts(records):
-    table = vit_table(records)
-    assert list(table["method"]) == ["head", "full", "lora", "vera"]
-    assert table.set_index("method")["trainable"]["vera"] < table.set_index("method")["trainable"]["lora"]
-    assert {"digits", "mnist_5k"} <= set(table.columns)
+def test_vit_table_has_the_four_methods_with_adapter_counts(records):
+    table = vit_table(records).set_index("method")
+    assert list(table.index) == ["head", "full", "lora", "vera"]
+    assert table["adapter_params"]["head"] == 0 and table["head_params"]["vera"] == 970
+    assert table["adapter_params"]["vera"] == 4 * 2 * (96 + 64)  # 4 blocks x (q, v) x (out + r): adapter only
+    assert table["adapter_params"]["vera"] < table["adapter_params"]["lora"]
+    assert all(c.endswith("(n=3)") for c in table["digits"])
 
 
 def test_committed_results_show_vera_beating_head_only(records):
-    """The issue's bar for the embedded tasks: VeRA above the head-only baseline on held-out data."""
-    means = records.groupby(["task", "method", "rank"])["score"].mean()
+    """The issue's bar for the embedded tasks: VeRA above the head-only baseline on held-out data (medians)."""
+    medians = records.groupby(["task", "method", "rank"])["score"].median()
     for task in ("rotten_tomatoes", "mnist_5k", "digits"):
-        vera = means[task]["vera"].max()
-        head = means[task]["head"].iloc[0]
+        vera = medians[task]["vera"].max()
+        head = medians[task]["head"].iloc[0]
         assert vera > head + 0.03, (task, vera, head)
+
+
+def test_runs_of_different_settings_are_never_aggregated(records):
+    vera = records[(records["name"].str.startswith("rotten_tomatoes-vera-r256")) & records["default_variant"]]
+    assert len(vera) == 3 and len(aggregate(vera, ["variant"])) == 1
+    other = vera.iloc[:1].assign(epochs=10, setting=vera["setting"].iloc[0].replace('"epochs": 3', '"epochs": 10'))
+    mixed = pd.concat([records, other], ignore_index=True)
+    with pytest.raises(ValueError, match=r"come from 2 different settings \({'epochs': \['10', '3'\]}\)"):
+        rank_sweep_figure(mixed)
+    table = results_table(mixed)
+    rows = table[(table["task"] == "rotten_tomatoes") & (table["variant"] == "VeRA r=256")]
+    assert sorted(rows["n"]) == [1, 3] and sorted(rows["setting differs in"]) == ["epochs=10", "epochs=3"]
+    assert rows[rows["n"] == 1]["score (%)"].iloc[0].endswith("(n=1)") and "±" not in "".join(rows["score (%)"])
+
+
+def test_the_statistic_is_the_median_with_its_range_or_the_mean_with_its_sd():
+    frame = pd.DataFrame({"variant": ["v"] * 3, "setting": ["s"] * 3, "score": [0.70, 0.80, 0.72],
+                          "run_seed": [0, 1, 2], "adapter_params": [10] * 3, "head_params": [2] * 3})
+    median = aggregate(frame, ["variant"]).iloc[0]
+    assert cell(median) == "72.0 [70.0, 80.0] (n=3)"
+    mean = aggregate(frame, ["variant"], stat="mean").iloc[0]
+    assert cell(mean, "mean") == "74.0 ± 5.3 (n=3)"
+
+
+def test_the_rank_sweep_draws_text_tasks_against_adapter_parameters(records):
+    figure = rank_sweep_figure(records)
+    axes = [ax for ax in figure.axes if ax.get_title()]
+    assert len(axes) == 1 and "Rotten Tomatoes" in axes[0].get_title()  # no ViT panel
+    assert axes[0].get_xlabel().startswith("adapter parameters")
+    paper = pd.read_csv(ROOT / "veralab" / "studies" / "paper_results.csv", comment="#")
+    assert set(paper[paper["model"] == "roberta-base"]["adapter_params"]) == {43008, 294912}  # exact, not rounded
 
 
 def test_ablation_figures_follow_the_rank_the_ablations_ran_at(records, tmp_path):

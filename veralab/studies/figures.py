@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -205,8 +206,11 @@ def _point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]],
     plotted = _percent(pd.concat(rows, ignore_index=True), score)
     order = list(dict.fromkeys(plotted["column"]))
     estimator, errorbar = _estimator(stat)
+    state = np.random.get_state()  # seaborn jitters with numpy's global generator: fix it, so figures regenerate
+    np.random.seed(0)  # byte for byte, and leave the caller's random state as it was
     sns.stripplot(plotted, x="column", y="percent", order=order, hue="method", palette=PALETTE, jitter=0.12,
                   alpha=0.5, size=4, legend=False, ax=ax)
+    np.random.set_state(state)
     sns.pointplot(plotted, x="column", y="percent", order=order, hue="method", palette=PALETTE, estimator=estimator,
                   errorbar=errorbar, linestyle="none", markers="D", markersize=5, capsize=0.1,
                   err_kws={"linewidth": 1.2}, legend=False, ax=ax)
