@@ -4,13 +4,16 @@
     python benchmarks/bench_vera.py --size medium   # CPU: same depth, compute-bound batch (4096 tokens per layer)
     python benchmarks/bench_vera.py --size full     # CUDA: RoBERTa-base / ViT-B sizes, 64x256 tokens, 64 images
     python benchmarks/bench_vera.py --check         # numerics of the merged-ΔW kernel vs the reference path
+    python benchmarks/bench_vera.py --crossover     # one 768x768 r=1024 layer, merged vs reference, by token count
+    python benchmarks/bench_vera.py --size tiny --rounds 1   # a smoke run of every row (benchmarks/gpu_run.sh)
 
 Rows: floor (every weight frozen, gradients flow back to the inputs: no adapter can be cheaper), full fine-tuning,
 PEFT LoRA r=8, PEFT VeRA r=256/1024, veralab LoRA r=8, veralab VeRA r=256/1024 (auto kernel choice) and veralab
 VeRA r=1024 on its reference (unmerged) path. Models are randomly initialised: nothing is downloaded.
 Memory: peak allocated MiB (CUDA only) and, on every device, the MiB of tensors autograd keeps for the backward
 pass (activations; frozen weights and buffers excluded), which is what an adapter's training memory adds.
-Writes benchmarks/results_<device>_<size>.csv and .md.
+Writes <out>/results_<device>_<size>.csv and .md (--out, default benchmarks/); --crossover writes
+crossover_<device>.csv and .md: where the merged kernel starts to pay, against prefer_merged_path's FLOP model.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import write_table  # noqa: E402
 
 import veralab as vl  # noqa: E402
+from veralab.core.fast import prefer_merged_path  # noqa: E402
 from veralab.experiment.train import autocast_for  # noqa: E402
 
 SIZES = {  # name: (text layers, batch, tokens, vit depth, images)
+    "tiny": (1, 2, 32, 1, 2),
     "small": (2, 4, 128, 2, 4),
     "medium": (2, 16, 256, 2, 16),
     "full": (12, 64, 256, 12, 64),
@@ -152,8 +157,9 @@ METHODS = ["floor", "full", "peft-lora-8", "peft-vera-256", "peft-vera-1024", "v
            "veralab-vera-1024", "veralab-vera-1024-never"]
 
 
-def benchmark(size, device, rounds, warmup=2):
+def benchmark(size, device, rounds, warmup=None):
     layers, batch, tokens, depth, images = SIZES[size]
+    warmup = warmup if warmup is not None else (1 if size == "tiny" else 2)
     rows = []
     for kind in ("text", "vit"):
         inputs = sample_inputs(kind, batch, tokens, images, device)
@@ -254,22 +260,65 @@ def check(device):
     return ok
 
 
+CROSSOVER_TOKENS = {"cuda": (256, 512, 1024, 2048, 4096, 8192, 16384), "cpu": (128, 256, 512, 1024, 2048)}
+
+
+def crossover(device, rounds, tokens=None, width=768, rank=1024):
+    """Training-step time (forward, backward to x, d and b) of one width x width VeRA layer at rank `rank`, merged
+    kernel vs reference path, by token count, under the training autocast; with what prefer_merged_path chooses."""
+    rows = []
+    for t in tokens or CROSSOVER_TOKENS[device.type]:
+        x = torch.randn(t, width, device=device, requires_grad=True)
+        steps = {}
+        for path in ("always", "never"):
+            layer = _vera_layer("query", ("query",), width, path, device)
+
+            def step(layer=layer, x=x):
+                with autocast_for(device):
+                    y = layer(x)
+                y.float().sum().backward()
+
+            step()
+            steps[path] = step
+        ms = median_times(steps, device, rounds)
+        model = prefer_merged_path(t, width, width, rank, training=True)
+        faster = "merged" if ms["always"] < ms["never"] else "reference"
+        rows.append({"tokens": t, "merged_ms": round(ms["always"], 3), "reference_ms": round(ms["never"], 3),
+                     "merged_x_reference": round(ms["always"] / ms["never"], 2), "faster": faster,
+                     "model_chooses": "merged" if model else "reference",
+                     "agrees": (faster == "merged") == model})
+        print(f"{t:6d} tokens: merged {ms['always']:.3f} ms, reference {ms['never']:.3f} ms -> model chooses "
+              f"{'merged' if model else 'reference'}", flush=True)
+    return pd.DataFrame(rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=tuple(SIZES), default=None, help="default: full on CUDA, small otherwise")
     parser.add_argument("--rounds", type=int, default=None, help="timed steps per row (interleaved); default 20 "
                         "on CUDA, 7 on CPU")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--crossover", action="store_true", help="merged vs reference by token count, one layer")
+    parser.add_argument("--tokens", nargs="+", type=int, default=None, help="--crossover's token counts")
+    parser.add_argument("--out", default=None, help="folder for the tables (default: benchmarks/)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.check:
         sys.exit(0 if check(device) else 1)
-    size = args.size or ("full" if device.type == "cuda" else "small")
-    frame = benchmark(size, device, args.rounds or (20 if device.type == "cuda" else 7))
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    rounds = args.rounds or (20 if device.type == "cuda" else 7)
+    if args.crossover:
+        frame = crossover(device, rounds, args.tokens)
+        header = (f"device: {name}; one 768x768 VeRA r=1024 layer, training step (forward + backward), "
+                  f"{'bf16 autocast' if device.type == 'cuda' else 'float32'}; torch {torch.__version__}; "
+                  f"{time.strftime('%Y-%m-%d')}")
+        write_table(frame, header, f"crossover_{device.type}", out_dir=args.out)
+        return
+    size = args.size or ("full" if device.type == "cuda" else "small")
+    frame = benchmark(size, device, rounds)
     header = (f"device: {name}; size: {size} {SIZES[size]}; torch {torch.__version__}; "
               f"{time.strftime('%Y-%m-%d')}")
-    write_table(frame, header, f"results_{device.type}_{size}")
+    write_table(frame, header, f"results_{device.type}_{size}", out_dir=args.out)
 
 
 if __name__ == "__main__":

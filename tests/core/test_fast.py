@@ -114,3 +114,39 @@ def test_fast_path_keeps_no_tokens_by_rank_activations_for_backward(layer):
     tokens_by_rank = (4, 33, 64)
     assert tokens_by_rank in saved_shapes(ref)  # the reference path does keep one (the check can fail)
     assert tokens_by_rank not in saved_shapes(fast)
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_float32_kernel_is_bit_for_bit_the_float32_formula(layer):
+    """The committed float32 study records came from this kernel: in float32 it must stay exactly
+    y = x·(W0 + Λb·B·Λd·A)ᵀ + bias with ΔW built in float32, and ∂L/∂b = M·d, ∂L/∂d = Mᵀ·b with M = (G·Aᵀ) ⊙ B."""
+    _, fast = _pair(layer)
+    x = torch.randn(4, 33, 48, requires_grad=True)
+    y = fast(x)
+    g = torch.randn_like(y)
+    y.backward(g)
+    w = fast.base.weight.detach().clone()
+    expected_grads = {}
+    for name, delta in fast.deltas.items():
+        start, stop = fast.slices[name]
+        A, B = delta.matrices()
+        d, b = delta.vera_d.detach(), delta.vera_b.detach()
+        w[start:stop] += (b[:, None] * B) @ (d[:, None] * A)
+        m = ((g.reshape(-1, g.shape[-1])[:, start:stop].t() @ x.detach().reshape(-1, 48)) @ A.t()) * B
+        expected_grads[name] = (m.t() @ b, m @ d)
+    assert torch.equal(y, torch.nn.functional.linear(x.detach(), w, fast.base.bias.detach()))
+    for name, (grad_d, grad_b) in expected_grads.items():
+        assert torch.equal(fast.deltas[name].vera_d.grad, grad_d) and torch.equal(fast.deltas[name].vera_b.grad, grad_b)
+
+
+def test_fast_path_under_bf16_autocast_saves_a_bf16_x_not_a_float32_copy():
+    _, fast = _pair("query")
+    x = torch.randn(4, 33, 48, requires_grad=True)  # float32, as a LayerNorm's output under autocast is
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = fast(x)
+    activations = [t for t in saved if t.shape == x.shape]
+    assert activations and all(t.dtype == torch.bfloat16 for t in activations)
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.float32  # the input's gradient keeps the input's dtype

@@ -1,5 +1,6 @@
 """The training loop shared by every study: AdamW with separate adapter and head learning rates, linear warmup
-and decay, gradient clipping, bf16 autocast on CUDA, an evaluation every epoch, and a stop on a non-finite loss.
+and decay, gradient clipping, bf16 autocast on CUDA (training and evaluation), an evaluation every epoch, and a stop
+on a non-finite loss. On a GPU the loop reads the loss on the host only every few steps (see fit).
 """
 
 from __future__ import annotations
@@ -68,43 +69,84 @@ def autocast_for(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+def to_device(batch, device: torch.device):
+    """A tensor, or a dict / tuple / list of them, on `device`. To a GPU from pinned memory without blocking (a
+    pageable copy makes the host wait for the GPU to drain its queue before every batch); elsewhere a plain .to()."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(v, device) for v in batch)
+    if not isinstance(batch, torch.Tensor):
+        return batch
+    if device.type == "cuda" and batch.device.type == "cpu":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
+
+
+def sync_every(device: torch.device) -> int:
+    """Training steps between two reads of the loss on the host. Each read waits for the device; on the CPU that is
+    free, so every step is checked (and a NaN stops training before its update, as always); on a GPU every 25th."""
+    return 1 if device.type == "cpu" else 25
+
+
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if logits.shape[-1] == 1:  # regression (STS-B)
         return F.mse_loss(logits.squeeze(-1).float(), labels.float())
     return F.cross_entropy(logits.float(), labels)
 
 
+def read_losses(pending: list[torch.Tensor], epoch: int, step: int) -> list[float]:
+    """The pending device losses as floats (one host sync), emptying `pending`; `step` is the last one's number. A
+    non-finite loss raises TrainingDiverged naming the epoch and step where it first appeared."""
+    values = torch.stack(pending).tolist()
+    pending.clear()
+    first = step - len(values) + 1
+    for i, value in enumerate(values):
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss became {value} at epoch {epoch}, step {first + i}; try a lower learning rate")
+    return values
+
+
 def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluate: Callable[[], dict], *,
         epochs: int, groups: list[dict], warmup_ratio: float, max_grad_norm: float, device: torch.device,
-        forward: Callable, headline: str) -> dict:
-    """Train; returns per-epoch history and timing. `batches(epoch)` yields (inputs, labels) on the device."""
+        forward: Callable, headline: str, check_every: int | None = None) -> dict:
+    """Train; returns per-epoch history and timing. `batches(epoch)` yields (inputs, labels) on the device.
+
+    The losses stay on the device and are read every `check_every` steps (default: sync_every(device)) and at each
+    epoch's end: one host sync per read, not two per step. A non-finite loss stops training with the epoch and step
+    where it first appeared, found among the losses read. Evaluation runs under the same autocast as training.
+    """
     optimizer = torch.optim.AdamW(groups)
     total = epochs * steps_per_epoch
     scheduler = warmup_linear(optimizer, int(warmup_ratio * total), total)
     params = [p for g in groups for p in g["params"]]
+    check_every = max(1, check_every or sync_every(device))
     history, samples, step = [], 0, 0
     bar = progress(total=total, desc="train", leave=False)
     for epoch in range(1, epochs + 1):
         model.train()
-        epoch_start, losses = time.perf_counter(), []
+        epoch_start, losses, pending = time.perf_counter(), [], []  # pending: device losses not read yet
+
         for inputs, labels in batches(epoch):
             with autocast_for(device):
                 loss = loss_fn(forward(model, inputs), labels)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch}, step {step + 1}; "
-                                       f"try a lower learning rate")
+            pending.append(loss.detach())
+            step += 1
+            if len(pending) >= check_every:  # with check_every 1: before the update, so a NaN never reaches the weights
+                losses += read_losses(pending, epoch, step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             scheduler.step()
-            losses.append(loss.item())
             samples += len(labels)
-            step += 1
             bar.update(1)
+        if pending:
+            losses += read_losses(pending, epoch, step)
         train_seconds = time.perf_counter() - epoch_start
-        metrics = evaluate()
+        with autocast_for(device):
+            metrics = evaluate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
                         "validation": metrics, "train_seconds": round(train_seconds, 3)})
         bar.set_postfix({headline: f"{metrics[headline]:.4f}"})

@@ -225,13 +225,24 @@ def _gpu_count() -> int:
         return 0
 
 
-def worker_env(slot: int, jobs: int) -> dict:
-    """Pin worker `slot` to one GPU (round-robin: several small runs share a GPU when jobs > GPUs) and share the
-    CPU cores out so workers do not oversubscribe them."""
+def worker_env(slot: int, jobs: int, gpus: list[str] | None = None) -> dict:
+    """Pin worker `slot` to one GPU, round-robin (several small runs share a GPU when jobs > GPUs), and share the CPU
+    cores out so workers do not oversubscribe them.
+
+    `gpus`: the CUDA_VISIBLE_DEVICES entries to choose from. By default the inherited CUDA_VISIBLE_DEVICES where one
+    is set (a scheduler's allocation: ids, UUIDs or MIG names; empty or -1: none), else 0..n-1 for the GPUs torch
+    sees. The worker gets an entry of that list, never a physical index: a sweep given GPUs 2,3 stays on them.
+    """
     env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
-    gpus = _gpu_count()
+    if gpus is None:
+        inherited = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if inherited is None:
+            gpus = [str(i) for i in range(_gpu_count())]
+        else:  # CUDA stops at the first invalid entry, so "-1" hides every GPU after it
+            entries = [e.strip() for e in inherited.split(",") if e.strip()]
+            gpus = list(itertools.takewhile(lambda e: not e.startswith("-"), entries))
     if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        env["CUDA_VISIBLE_DEVICES"] = str(gpus[slot % len(gpus)])
     return env
 
 
