@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: setup system-data test test-fast lint lab all sweeps figures bench constraints clean-runs
+.PHONY: setup system-data test test-fast lint lab all sweeps figures gpu-kit bench constraints clean-runs
 
 setup: $(STAMP)
 
@@ -76,6 +76,11 @@ all: sweeps
 
 figures: setup
 	$(BIN)/veralab figures --runs $(RESULTS) --out figures
+
+# What a bare GPU machine lacks (wheels, fp16 MiniLM, data, GLUE), in .gpu-kit/ (git-ignored, <= 60 MiB); then, on
+# the GPU machine: bash benchmarks/gpu_run.sh OUT_DIR (see BENCHMARKS.md).
+gpu-kit: setup
+	$(BIN)/python benchmarks/gpu_kit.py
 
 # Not part of `make test`: speed and memory are measured here, never asserted in tests (see BENCHMARKS.md).
 bench: setup
