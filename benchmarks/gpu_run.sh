@@ -136,10 +136,28 @@ PYEOF
     "$PY" -m ipykernel install --prefix "$WORK/jupyter" --name veralab --display-name "Python (veralab)" >/dev/null \
         || return 1
     export JUPYTER_PATH=$WORK/jupyter/share/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}
-    "$PY" - "$WORK/pkgs" "$MODE" <<'PYEOF'
-import importlib, sys
+    "$PY" - "$WORK/pkgs" "$MODE" "$KIT/MANIFEST.json" "$WORK/depcheck.txt" <<'PYEOF'
+import importlib, json, sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-pkgs, mode = Path(sys.argv[1]).resolve(), sys.argv[2]
+from packaging.requirements import Requirement
+pkgs, mode, manifest, depcheck = Path(sys.argv[1]).resolve(), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+# the kit's wheels rely on these being there (not carried): do this Python's versions satisfy what they ask?
+wheels = json.loads(manifest.read_text()).get("wheels", {})
+problems = []
+for name in wheels.get("skipped", {}):
+    try:
+        have = version(name)
+    except PackageNotFoundError:
+        problems.append(f"{name} is missing")
+        continue
+    wanted = [r for r in wheels.get("requested_by", {}).get(name, []) if not Requirement(r).specifier.contains(have, prereleases=True)]
+    if wanted:
+        problems.append(f"{name} {have} does not satisfy {wanted}")
+line = (f"dependencies the kit relies on: {len(wheels.get('skipped', {}))} there, all versions fit" if not problems
+        else "WARNING, dependencies the kit relies on: " + "; ".join(problems))
+print(line)
+depcheck.write_text(line + "\n")
 for name in ("papermill", "nbclient", "nbformat", "ipykernel", "jupyter_client", "datasets"):
     module = importlib.import_module(name)
     print(f"{name} {getattr(module, '__version__', '?')} from {Path(module.__file__).parent}")
@@ -212,6 +230,7 @@ if [ "$(stat -c %s "$OUT/logs.tar.gz")" -gt $((15 * 1024 * 1024)) ]; then  # the
 fi
 {
     echo
+    cat "$WORK/depcheck.txt" 2>/dev/null
     echo "$FAILED step(s) failed; $(( $(date +%s) - START )) s in all. Logs, tables and run records: logs.tar.gz."
 } >> "$SUMMARY"
 echo "== done: $FAILED failed, $(( $(date +%s) - START )) s; outputs in $OUT:"

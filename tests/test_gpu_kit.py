@@ -266,6 +266,7 @@ def test_gpu_run_cpu_smoke_runs_every_step_end_to_end(smoke_kit, tmp_path):
     for step in ("setup", "cuda_tests", "bench_check", "bench_full", "bench_crossover", "sweep"):
         assert f"| {step} | ok |" in summary, summary
     assert "| glue_campaign | skipped: hook for the real-data GLUE campaign" in summary
+    assert "dependencies the kit relies on: " in summary and "all versions fit" in summary
     assert "skipped" in (out / "pytest.txt").read_text() and "failed" not in (out / "pytest.txt").read_text()
     assert (out / "bench_check.txt").read_text().count("-> ok") == 4
     tables = (out / "bench_vera.md").read_text()

@@ -198,7 +198,7 @@ def test_peft_export_from_a_cuda_model_loads_in_peft_on_cuda(minilm_path, tmp_pa
                 p.normal_(0, 0.5)
     vl.export_peft(model, tmp_path / "peft")
     assert json.loads((tmp_path / "peft" / "adapter_config.json").read_text())["peft_type"] == "VERA"
-    theirs = peft.PeftModel.from_pretrained(base.to(CUDA), tmp_path / "peft").eval()
+    theirs = peft.PeftModel.from_pretrained(base, tmp_path / "peft").to(CUDA).eval()  # loaded as PEFT users do
     batch = to_device(dict(tokenizer(["a gripping, funny film", "dull and far too long"], return_tensors="pt",
                                      padding=True)), CUDA)
     with torch.no_grad():
