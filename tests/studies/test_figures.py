@@ -12,11 +12,11 @@ from veralab.studies.figures import (
     ablation_rank,
     aggregate,
     cell,
+    main_table,
     make_all,
     provenance,
     rank_sweep_figure,
     results_table,
-    vit_table,
 )
 from veralab.studies.profiles import PROFILES
 from veralab.studies.sweep import sweep_points
@@ -57,7 +57,7 @@ def test_every_run_of_the_default_profile_is_ok_and_labelled(records, tmp_path):
 
 
 def test_vit_table_has_the_four_methods_with_adapter_counts(records):
-    table = vit_table(records).set_index("method")
+    table = main_table(records, "image").set_index("method")
     assert list(table.index) == ["head", "full", "lora", "vera"]
     assert table["adapter_params"]["head"] == 0 and table["head_params"]["vera"] == 970
     assert table["adapter_params"]["vera"] == 4 * 2 * (96 + 64)  # 4 blocks x (q, v) x (out + r): adapter only

@@ -44,6 +44,6 @@ def test_figures_notebook_falls_back_to_the_committed_records_and_says_so(tmp_pa
     empty = tmp_path / "my-runs"
     empty.mkdir()
     text, cells = _run("05_figures.ipynb", tmp_path, runs=str(empty))
-    assert f"no records in {empty} yet: showing the committed default-profile results in {RESULTS}" in text
+    assert f"no records in {empty} yet: showing the committed results in {RESULTS}" in text
     images = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"] if "image/png" in o.get("data", {})]
     assert len(images) == 4

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.config import AdapterConfig, ConfigError
+from .glue import GLUE_TASKS, glue_fingerprint
 from .models import EMBEDDED_TEXT, EMBEDDED_VISION
 from .tasks import task_kind
 
@@ -45,6 +46,7 @@ class RunConfig:
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
     max_length: int = 128
+    group_by_length: bool = False  # text: batches of similar lengths (less padding), in a seeded random order
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     shots_per_class: int | None = 10  # image tasks: the paper's 10 training images per class
@@ -157,8 +159,11 @@ class RunConfig:
 
     def identity(self) -> dict:
         """What makes two runs the same run: every setting but where it is written and whether to redo it, with the
-        device resolved (so CPU records never count as done for a sweep on a GPU)."""
+        device resolved (so CPU records never count as done for a sweep on a GPU) and a local GLUE folder as its
+        files' sha256 (the same files elsewhere are the same run)."""
         flat = {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
+        if self.glue_dir and self.task in GLUE_TASKS:  # the data's content, not where it lies
+            flat["glue_dir"] = glue_fingerprint(self.glue_dir, self.task)
         return {**flat, "device": self.resolved_device()}
 
 

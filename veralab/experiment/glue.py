@@ -7,6 +7,8 @@ quoting off; CoLA's TSVs have no header and 4 columns (source, label, original l
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,12 +92,7 @@ def _score(path: Path, line: int, value: str) -> float:
 def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, str | None]], list]:
     """(texts, labels) of `split` ("train" or "dev"); labels are class indices, or floats for STS-B."""
     spec = GLUE_TASKS[task]
-    folder = Path(glue_dir) / GLUE_DIRS[task]
-    path = folder / f"{split}.tsv"
-    if not path.is_file():
-        have = sorted(p.name for p in Path(glue_dir).iterdir()) if Path(glue_dir).is_dir() else []
-        raise GlueDataError(f"GLUE dir {glue_dir} has no {GLUE_DIRS[task]}/{split}.tsv for task {task!r} "
-                            f"(it holds: {have or 'nothing'}); download GLUE or drop --glue-dir to use the hub")
+    path = glue_files(glue_dir, task)[0 if split == "train" else 1]
     rows = _read_table(path, task, COLA_COLUMNS if task == "cola" else None)
     texts = [(r[spec.text_a], r[spec.text_b] if spec.text_b else None) for _, r in rows]
     if spec.labels is None:
@@ -106,6 +103,32 @@ def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, st
         raise GlueDataError(f"{path} has labels {sorted({v for _, v in bad})[:5]} that task {task!r} does not know "
                             f"(first on line {bad[0][0]}); allowed: {spec.labels}")
     return texts, [index[r[spec.label]] for _, r in rows]
+
+
+def glue_files(glue_dir, task: str) -> list[Path]:
+    """The task's train and dev TSVs in a local GLUE folder; one clear error when either is missing."""
+    paths = [Path(glue_dir) / GLUE_DIRS[task] / f"{split}.tsv" for split in ("train", "dev")]
+    for path in paths:
+        if not path.is_file():
+            have = sorted(p.name for p in Path(glue_dir).iterdir()) if Path(glue_dir).is_dir() else []
+            raise GlueDataError(f"GLUE dir {glue_dir} has no {path.parent.name}/{path.name} for task {task!r} (it "
+                                f"holds: {have or 'nothing'}); download GLUE or drop --glue-dir to use the hub")
+    return paths
+
+
+def glue_fingerprint(glue_dir, task: str) -> str:
+    """sha256 of the task's train and dev files: what a run's identity holds instead of the folder's path, so the
+    same data in another place (another machine, the GPU kit) is the same run, and edited data is another run."""
+    paths = glue_files(glue_dir, task)
+    return _fingerprint(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(files: tuple) -> str:  # keyed by path, size and mtime: a sweep hashes each file once
+    digest = hashlib.sha256()
+    for path, _, _ in files:
+        digest.update(Path(path).read_bytes())
+    return "sha256:" + digest.hexdigest()[:16]
 
 
 def load_glue_hub(task: str, split: str):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from datasets import Array3D, Dataset, Features, Value
 
-from .glue import GLUE_TASKS, load_glue_hub, read_glue_split
+from .glue import GLUE_TASKS, glue_fingerprint, load_glue_hub, read_glue_split
 from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, TEST_SPLITS, few_shot_indices, load_image_split
 from .resources import rotten_tomatoes_file
 
@@ -73,16 +73,18 @@ def load_text_task(task: str, glue_dir: str | None = None) -> TextData:
     if task == EMBEDDED_TEXT_TASK:
         return rotten_tomatoes()
     spec = GLUE_TASKS[task]
+    notes = {}
     if glue_dir:
         splits = {"train": text_dataset(*read_glue_split(glue_dir, task, "train")),
                   "validation": text_dataset(*read_glue_split(glue_dir, task, "dev"))}
         source = f"GLUE {task} TSVs from {glue_dir} (train / dev)"
+        notes["files_sha256"] = glue_fingerprint(glue_dir, task)
     else:
         splits = {"train": load_glue_hub(task, "train"), "validation": load_glue_hub(task, "dev")}
         source = f"GLUE {task} from the Hugging Face hub (nyu-mll/glue; train / validation)"
     num_labels = 1 if spec.labels is None else len(spec.labels)
     return TextData(splits, num_labels, spec.metrics, source,
-                    {"sizes": {k: len(v) for k, v in splits.items()}, "evaluated_on": "dev (as the paper)"})
+                    {"sizes": {k: len(v) for k, v in splits.items()}, "evaluated_on": "dev (as the paper)", **notes})
 
 
 def subsample(data: Dataset, n: int | None, seed: int) -> Dataset:

@@ -73,7 +73,7 @@ def _sweep(args) -> int:
     from .sweep import SlurmOptions, run_sweep, sweep_points
 
     if args.dry_run:
-        for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit):
+        for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir):
             print(json.dumps({"study": point.study, "run": point.run_dir.name, **point.params}))
         return 0
 
@@ -81,7 +81,7 @@ def _sweep(args) -> int:
                          cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb, cluster=args.submitit_cluster)
     summary = run_sweep(args.study, grid_file=args.grid, profile=args.profile, jobs=args.jobs,
                         executor=args.executor, output_dir=args.output_dir, ray_address=args.ray_address,
-                        limit=args.limit, timeout=args.timeout, slurm=slurm)
+                        limit=args.limit, timeout=args.timeout, slurm=slurm, glue_dir=args.glue_dir)
     return 1 if summary["failed"] else 0
 
 
@@ -117,7 +117,7 @@ def _compare(args) -> int:
 def _figures(args) -> int:
     from .figures import make_all
 
-    written = make_all(args.runs, args.out, score=args.score, stat=args.stat)
+    written = make_all(args.runs, args.out, score=args.score, stat=args.stat, prefix=args.prefix)
     for path in written:
         print(path)
     return 0
@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local: a process pool here; ray: a Ray cluster; slurm: one Slurm job per point (submitit)")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     sweep.add_argument("--output-dir", default="runs")
+    sweep.add_argument("--glue-dir", default=None, help="a local GLUE folder (SST-2/, MRPC/, RTE/, STS-B/ with "
+                       "train.tsv and dev.tsv) for every GLUE task; without it GLUE comes from the Hugging Face hub")
     sweep.add_argument("--limit", type=int, default=None, help="run only the first N grid points")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print each grid point's full run config (one JSON object a line) and run nothing")
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "validation")
     figures.add_argument("--stat", default="median", choices=("median", "mean"),
                          help="median with min-max over seeds (the paper's statistic), or mean with sd")
+    figures.add_argument("--prefix", default="", help="start every file name with this (e.g. glue_)")
     figures.set_defaults(func=_figures)
     return parser
 

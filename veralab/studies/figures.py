@@ -153,10 +153,13 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
     data = _ok(frame)
     data = _percent(data[(data["kind"] == "text") & data["method"].isin(["vera", "lora", "head"])
                          & data["default_variant"].astype(bool)], score)
-    tasks = sorted(data["task"].unique())
+    adapters = data[data["method"] != "head"]
+    ranks = adapters.groupby("task")["rank"].nunique()
+    tasks = sorted(ranks[ranks > 1].index)  # a task run at one rank per method (a main table) is no rank sweep
+    data = data[data["task"].isin(tasks)]
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4.6), squeeze=False)
     if not tasks:
-        _empty(axes[0][0], "no text runs of VeRA, LoRA or head only")
+        _empty(axes[0][0], "no text task with VeRA or LoRA runs at several ranks")
     estimator, errorbar = _estimator(stat)
     for ax, task in zip(axes[0], tasks):
         sub = data[data["task"] == task]
@@ -247,7 +250,9 @@ def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: st
     rank = rank or ablation_rank(frame)
     data = _vera_at(frame, rank)
     data = data[data["train_d"].astype(bool) & data["train_b"].astype(bool) & data["shared"].astype(bool)]
-    tasks = sorted(data["task"].unique())
+    varied = data[(data["d_init"] != DEFAULT.d_init) | (data["projection_init"] != DEFAULT.projection_init)]
+    tasks = sorted(varied["task"].unique())  # tasks where initializations were ablated
+    data = data[data["task"].isin(tasks)]
     fig, axes = plt.subplots(len(tasks) or 1, 2, figsize=(10, 4 * max(1, len(tasks))), squeeze=False)
     if not tasks:
         _empty(axes[0][0], "no records of VeRA initialization variants")
@@ -271,7 +276,9 @@ def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: 
     rank = rank or ablation_rank(frame)
     data = _vera_at(frame, rank)
     data = data[(data["projection_init"] == DEFAULT.projection_init) & data["d_init"].isin([DEFAULT.d_init, 0.0])]
-    tasks = sorted(data["task"].unique())
+    varied = data[~(data["train_d"].astype(bool) & data["train_b"].astype(bool) & data["shared"].astype(bool))]
+    tasks = sorted(varied["task"].unique())  # tasks where a vector was removed or A/B made independent
+    data = data[data["task"].isin(tasks)]
     fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(7 * max(1, len(tasks)), 4.4), squeeze=False)
     if not tasks:
         _empty(axes[0][0], "no records of VeRA vector variants")
@@ -287,14 +294,30 @@ def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: 
     return _finish(fig, "Scaling-vector ablation (VeRA)", data, score, stat)
 
 
-def vit_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
-    """Head only / full fine-tune / LoRA / VeRA on the image tasks, the paper's values as stars where they apply."""
+def main_runs(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """The method comparison of `kind` ("text" or "image"): the tasks with a full fine-tuning run, and of their
+    runs the default variants present on every one of those tasks (head, full, one LoRA and one VeRA rank), so a
+    rank sweep's other ranks on the same tasks stay out of the table."""
     data = _ok(frame)
-    data = data[data["kind"] == "image"]
+    data = data[(data["kind"] == kind) & data["default_variant"].astype(bool)]
+    tasks = sorted(data[data["method"] == "full"]["task"].unique())
+    data = data[data["task"].isin(tasks)]
+    common = set.intersection(*(set(g["variant"]) for _, g in data.groupby("task"))) if tasks else set()
+    return data[data["variant"].isin(common)]
+
+
+MAIN_TITLES = {"image": "ViT image classification: head / full / LoRA / VeRA (few-shot)",
+               "text": "Main table: head / full / LoRA / VeRA"}
+
+
+def main_figure(frame: pd.DataFrame, kind: str = "image", score: str = "final", stat: str = "median"):
+    """Head only / full fine-tune / LoRA / VeRA per task (main_runs), the paper's values as stars where they
+    apply."""
+    data = main_runs(frame, kind)
     tasks = sorted(data["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(6 * max(1, len(tasks)), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(5.5 * max(1, len(tasks)), 4.4), squeeze=False)
     if not tasks:
-        _empty(axes[0][0], "no records of image runs")
+        _empty(axes[0][0], f"no {kind} task with head, full, LoRA and VeRA runs")
     for ax, task in zip(axes[0], tasks):
         sub = data[data["task"] == task]
         columns = [(variant, sub[sub["variant"] == variant]) for method in METHODS
@@ -306,7 +329,7 @@ def vit_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
             if matches and len(labels) == len(columns):
                 ax.scatter(matches[0], 100 * row["score"], marker="*", s=160, color=PALETTE[row["method"]],
                            edgecolor="k", zorder=5)
-    return _finish(fig, "ViT image classification: head / full / LoRA / VeRA (few-shot)", data, score, stat)
+    return _finish(fig, MAIN_TITLES[kind], data, score, stat)
 
 
 # ---- tables ---------------------------------------------------------------------------------------------------
@@ -334,19 +357,22 @@ def _differs(summary: pd.DataFrame, row) -> str:
     return ", ".join(f"{k}={mine.get(k)}" for k in sorted(mine) if any(t.get(k) != mine.get(k) for t in theirs))
 
 
-def vit_table(frame: pd.DataFrame, score: str = "final", stat: str = "median") -> pd.DataFrame:
-    """Head / full / LoRA / VeRA (rows) on the image tasks (columns), with adapter and head parameters."""
-    data = _ok(frame)
-    data = data[data["kind"] == "image"]
+def main_table(frame: pd.DataFrame, kind: str = "image", score: str = "final", stat: str = "median") -> pd.DataFrame:
+    """Head / full / LoRA / VeRA (rows) on the tasks (columns) of main_runs, with adapter and head parameters."""
+    data = main_runs(frame, kind)
     if data.empty:
         return pd.DataFrame(columns=["method", "adapter_params"])
     summary = aggregate(data, ["task", "method", "variant"], score, stat)
     summary["cell"] = [cell(row, stat) for _, row in summary.iterrows()]
-    table = summary.pivot_table(index=["method", "variant", "adapter_params", "head_params"], columns="task",
-                                values="cell", aggfunc="first").reset_index()
+    # the head's size is a column where every task has the same head, else the table's note lists it per task
+    one_head = summary.groupby("method")["head_params"].nunique().max() == 1
+    index = ["method", "variant", "adapter_params"] + (["head_params"] if one_head else [])
+    table = summary.pivot_table(index=index, columns="task", values="cell", aggfunc="first").reset_index()
     table.columns.name = None
-    return table.sort_values(by="method", key=lambda s: s.map({m: i for i, m in enumerate(METHODS)})) \
-        .reset_index(drop=True)
+    table = table.sort_values(by="method", key=lambda s: s.map({m: i for i, m in enumerate(METHODS)}))
+    table = table.reset_index(drop=True)
+    table.attrs["head_params"] = {} if one_head else summary.groupby("task")["head_params"].first().to_dict()
+    return table
 
 
 def table_note(frame: pd.DataFrame, score: str = "final", stat: str = "median") -> str:
@@ -373,9 +399,9 @@ def _write_table(table: pd.DataFrame, note: str, out: Path, stem: str) -> list[P
     return [out / f"{stem}.csv", out / f"{stem}.md"]
 
 
-def make_all(runs="runs", out="figures", score: str = "final", stat: str = "median") -> list[Path]:
-    """Regenerate every table and figure in `out` from the records under `runs`; without any record (a mistyped
-    --runs) nothing is written, so `out`'s tables are not replaced by empty ones."""
+def make_all(runs="runs", out="figures", score: str = "final", stat: str = "median", prefix: str = "") -> list[Path]:
+    """Regenerate every table and figure in `out` (file names starting with `prefix`) from the records under `runs`;
+    without any record (a mistyped --runs) nothing is written, so `out`'s tables are not replaced by empty ones."""
     frame = collect_records(runs)
     if frame.empty:
         why = "" if Path(runs).is_dir() else ", which does not exist"
@@ -385,15 +411,22 @@ def make_all(runs="runs", out="figures", score: str = "final", stat: str = "medi
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ok = _ok(frame)
-    written = _write_table(results_table(frame, score, stat), table_note(frame, score, stat), out, "results")
-    if not ok[(ok["kind"] == "text") & ok["method"].isin(["vera", "lora"])].empty:
-        written += _save(rank_sweep_figure(frame, score, stat), out, "rank_sweep")
+    written = _write_table(results_table(frame, score, stat), table_note(frame, score, stat), out, f"{prefix}results")
+    adapters = ok[(ok["kind"] == "text") & ok["method"].isin(["vera", "lora"]) & ok["default_variant"].astype(bool)]
+    if (adapters.groupby("task")["rank"].nunique() > 1).any():
+        written += _save(rank_sweep_figure(frame, score, stat), out, f"{prefix}rank_sweep")
     rank = ablation_rank(frame)
     if rank is not None:
-        written += _save(init_ablation_figure(frame, rank, score, stat), out, "init_ablation")
-        written += _save(vector_ablation_figure(frame, rank, score, stat), out, "vector_ablation")
-    vit = vit_table(frame, score, stat)
-    if not vit.empty:
-        written += _write_table(vit, table_note(ok[ok["kind"] == "image"], score, stat), out, "vit_table")
-        written += _save(vit_figure(frame, score, stat), out, "vit")
+        written += _save(init_ablation_figure(frame, rank, score, stat), out, f"{prefix}init_ablation")
+        written += _save(vector_ablation_figure(frame, rank, score, stat), out, f"{prefix}vector_ablation")
+    for kind, stem in (("text", "main"), ("image", "vit")):
+        table = main_table(frame, kind, score, stat)
+        if table.empty:
+            continue
+        note = table_note(main_runs(frame, kind), score, stat)
+        if table.attrs["head_params"]:
+            heads = ", ".join(f"{task} {n:,}" for task, n in table.attrs["head_params"].items())
+            note += f"Task head parameters (trained beside the adapter, not counted in adapter_params): {heads}.\n\n"
+        written += _write_table(table, note, out, f"{prefix}{stem}_table")
+        written += _save(main_figure(frame, kind, score, stat), out, f"{prefix}{stem}")
     return written

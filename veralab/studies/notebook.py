@@ -37,13 +37,14 @@ def config_from(namespace: dict) -> RunConfig:
     return RunConfig.from_dict(params)
 
 
-def load_records(runs) -> pd.DataFrame:
-    """collect_records on `runs` (resolved against the repository), or on the committed default-profile results
-    when `runs` holds no record yet; says which folder it read, so a figure never silently shows other runs."""
+def load_records(runs, committed=COMMITTED_RESULTS) -> pd.DataFrame:
+    """collect_records on `runs` (resolved against the repository), or on the `committed` results (the default
+    profile's, or e.g. "results/glue") when `runs` holds no record yet; says which folder it read, so a figure never
+    silently shows other runs."""
     folder = in_repo(runs)
     if not any(folder.glob(f"**/{RECORD}")):
-        print(f"no records in {folder} yet: showing the committed default-profile results in {COMMITTED_RESULTS}")
-        folder = COMMITTED_RESULTS
+        print(f"no records in {folder} yet: showing the committed results in {in_repo(committed)}")
+        folder = in_repo(committed)
     frame = collect_records(folder)
     print(f"{len(frame)} records from {folder} ({(frame['status'] == 'ok').sum()} ok)")
     return frame

@@ -3,7 +3,10 @@
 `default`: the embedded model and data, sized to run all four studies on a 2-core CPU (`make all`). `paper`: the
 paper's setups (RoBERTa-base on GLUE, ViT-B few-shot), which need a GPU and the hub; every setting says where it
 comes from: the VeRA paper (Kopiczko et al., ICLR 2024), the public replication of its RoBERTa-base runs, the LoRA
-paper (Hu et al., ICLR 2022), or "our choice" where neither says. See docs/paper.md.
+paper (Hu et al., ICLR 2022), or "our choice" where neither says. See docs/paper.md. `glue`: the paper's findings
+on real GLUE with the embedded pretrained MiniLM (`--glue-dir`), 5 seeds on the full training sets (a GPU's
+work); `glue_cpu`: the same studies reduced to fit a 2-core CPU in about 3 hours (`make glue`). RESULTS.md holds
+their verdicts.
 
 A grid per study: `tasks` × `seeds` × `points`. A point's settings are `base`, then the task's `task_overrides`
 entry, then the point itself (then an optional `axes` combination). The seed sets both run_seed and the projection
@@ -24,7 +27,7 @@ IMAGE_LR = {"vera": 2e-2, "lora": 5e-3, "head": None, "full": 5e-4}
 # within 45 minutes on 2 cores. Scores: the held-out test split, subsampled to 512 snippets (standard error ~2
 # points per run at 75% accuracy).
 DEFAULT_TEXT = {"epochs": 3, "max_train_samples": 1024, "max_eval_samples": 512, "max_length": 64, "batch_size": 32,
-                "head_lr": 1e-2}
+                "group_by_length": True, "head_lr": 1e-2}
 DEFAULT_IMAGE = {"epochs": 20, "shots_per_class": 50, "batch_size": 32, "head_lr": 1e-2}
 DEFAULT_SEEDS = [0, 1, 2]
 
@@ -83,6 +86,54 @@ def _paper_glue(points):
             "task_overrides": {t: PAPER_GLUE_OVERRIDES[t] for t in PAPER_GLUE_TASKS}, "points": points}
 
 
+# ---- glue: all-MiniLM-L6-v2 on real GLUE, train -> dev ---------------------------------------------------------
+# The paper's studies where they can be run here: RoBERTa-base cannot be had offline, all-MiniLM-L6-v2 can (6 layers,
+# width 384). Ranks, the ablation variants and the tasks of each study follow the paper (our choice of tasks within
+# its four ablation tasks: CoLA is not in our GLUE folder). VeRA r=1024 and LoRA r=8 are the paper's RoBERTa-base
+# pair. Max length 128 (the paper 512; 12% of RTE's pairs are cut), batch 32, warm-up 6% (LoRA paper).
+GLUE_RANK, GLUE_LORA_RANK = 1024, 8  # paper, Table 2
+GLUE_SEEDS = [0, 1, 2, 3, 4]  # paper: median of 5 runs
+GLUE_TEXT = {"max_length": 128, "batch_size": 32, "group_by_length": True, "warmup_ratio": 0.06}
+# Learning rates and epochs: chosen once on MRPC's dev split with seed 0 (GLUE_SELECTION below, `make glue-select`);
+# the same for every point of a study and every task, as the paper keeps a study's settings fixed.
+GLUE_EPOCHS = 4
+GLUE_LR = {"vera": 2e-2, "lora": 2e-3, "head": None, "full": 1e-4}
+GLUE_HEAD_LR = 1e-2
+GLUE_SELECTION = {"task": "mrpc", "seed": 0, "vera": (5e-3, 2e-2, 5e-2), "lora": (5e-4, 2e-3, 5e-3),
+                  "full": (3e-5, 1e-4), "head_lr": (3e-3, 1e-2, 3e-2)}
+# glue_cpu, the reduction that fits a 2-core CPU: a seeded 1,024-example subsample of each training set (the same
+# examples for every method at a seed), 3 seeds. Dev splits are whole.
+GLUE_CPU = {"max_train_samples": 1024}
+GLUE_CPU_SEEDS = [0, 1, 2]
+
+
+def _glue(tasks, points, seeds=GLUE_SEEDS, reduction=None):
+    base = {**GLUE_TEXT, "epochs": GLUE_EPOCHS, "head_lr": GLUE_HEAD_LR, **(reduction or {})}
+    return {"tasks": tasks, "seeds": seeds, "base": base, "points": _points(points, GLUE_LR)}
+
+
+def _glue_profile(seeds=GLUE_SEEDS, reduction=None) -> dict:
+    return {  # main table first: with the rank sweep's r=1024 and r=8 it covers every task's main comparison
+        "main_table": _glue(["sst2", "mrpc", "rte", "stsb"], [
+            {"method": "head"}, {"method": "full"}, {"method": "lora", "rank": GLUE_LORA_RANK},
+            {"method": "vera", "rank": GLUE_RANK}], seeds, reduction),
+        "vector_ablation": _glue(["rte", "mrpc", "stsb"], _vector_points(GLUE_RANK), seeds, reduction),
+        "init_ablation": _glue(["mrpc", "stsb"], _init_points(GLUE_RANK, (1e-7, 1e-1, 1.0)), seeds, reduction),
+        "rank_sweep": _glue(["rte", "mrpc"], _rank_points((1, 4, 16, 64, 256, GLUE_RANK), (1, 2, 4, 8, 16)), seeds,
+                            reduction),
+    }
+
+
+def _glue_selection() -> dict:
+    """One MRPC run (seed 0) per candidate rate of GLUE_SELECTION, with the campaign's CPU settings."""
+    points = [{"method": m, "rank": r, "lr": lr} for m, r in (("vera", GLUE_RANK), ("lora", GLUE_LORA_RANK),
+                                                               ("full", GLUE_RANK)) for lr in GLUE_SELECTION[m]]
+    points += [{"method": "head", "head_lr": lr} for lr in GLUE_SELECTION["head_lr"]]
+    base = {**GLUE_TEXT, "epochs": GLUE_EPOCHS, "head_lr": GLUE_HEAD_LR, **GLUE_CPU}
+    return {"main_table": {"tasks": [GLUE_SELECTION["task"]], "seeds": [GLUE_SELECTION["seed"]], "base": base,
+                           "points": points}}
+
+
 PROFILES = {
     "default": {
         "rank_sweep": {"tasks": ["rotten_tomatoes"], "seeds": DEFAULT_SEEDS, "base": DEFAULT_TEXT,
@@ -109,4 +160,7 @@ PROFILES = {
                          "batch_size": 32},
                 "points": _vit_points(256, 8)},
     },
+    "glue": _glue_profile(),
+    "glue_cpu": _glue_profile(GLUE_CPU_SEEDS, GLUE_CPU),
+    "glue_select": _glue_selection(),
 }

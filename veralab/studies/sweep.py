@@ -31,6 +31,7 @@ import yaml
 
 from ..core.config import ConfigError
 from ..experiment.config import RunConfig
+from ..experiment.glue import GLUE_TASKS
 from ..experiment.record import read_record
 from ..experiment.train import progress
 from .profiles import PROFILES
@@ -39,7 +40,8 @@ NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 EXECUTORS = ("local", "ray", "slurm")
 CLAIM = ".claim"  # a lock file in each run folder; see claim()
 STUDIES = {"rank_sweep": "01_rank_sweep.ipynb", "init_ablation": "02_init_ablation.ipynb",
-           "vector_ablation": "03_vector_ablation.ipynb", "vit": "04_vit_image_classification.ipynb"}
+           "vector_ablation": "03_vector_ablation.ipynb", "vit": "04_vit_image_classification.ipynb",
+           "main_table": "06_main_table.ipynb"}
 
 
 @dataclass
@@ -70,13 +72,16 @@ class Point:
 
 
 GRID_KEYS = ("tasks", "seeds", "base", "task_overrides", "points", "axes")
-RESERVED = ("task", "run_seed", "projection_prng_key", "output_dir")  # set by the grid's lists and --output-dir
+# set by the grid's lists, --output-dir and --glue-dir, never by a point
+RESERVED = ("task", "run_seed", "projection_prng_key", "output_dir", "glue_dir")
 
 
 def load_grid(study: str, profile: str = "default", grid_file: str | None = None) -> dict:
     """The profile's grid for `study`, with a YAML file's keys (optionally under the study's name) over it."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    if study not in PROFILES[profile]:
+        raise ConfigError(f"profile {profile!r} has no study {study!r}; its studies: {', '.join(PROFILES[profile])}")
     grid = copy.deepcopy(PROFILES[profile][study])
     if grid_file:
         text = yaml.safe_load(Path(grid_file).read_text()) or {}
@@ -93,11 +98,12 @@ def load_grid(study: str, profile: str = "default", grid_file: str | None = None
     return grid
 
 
-def expand(study: str, grid: dict, output_dir: str) -> list[Point]:
+def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None) -> list[Point]:
     """tasks × seeds × points (× axes), deduplicated by run directory, in a stable order.
 
     A point's settings are, later ones winning: `base`, the task's entry in `task_overrides` (per-task epochs and
-    learning rates, as the paper's GLUE runs use), the point, its `axes` combination.
+    learning rates, as the paper's GLUE runs use), the point, its `axes` combination. `glue_dir` (a local GLUE
+    folder) goes to every GLUE task's points.
     """
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
@@ -112,12 +118,14 @@ def expand(study: str, grid: dict, output_dir: str) -> list[Point]:
         clash = sorted(set(RESERVED) & set(settings))
         if clash:
             raise ConfigError(f"{where} {settings} sets {clash}: give tasks and seeds in the grid's `tasks` and "
-                              f"`seeds` lists, and the output folder with --output-dir")
+                              f"`seeds` lists, the output folder with --output-dir and a GLUE folder with --glue-dir")
     points, seen = [], set()
     for task, seed, point, combo in itertools.product(grid["tasks"], grid["seeds"], grid.get("points") or [{}],
                                                       combos):
         params = {**grid.get("base", {}), **overrides.get(task, {}), **point, **combo, "task": task,
                   "run_seed": seed, "projection_prng_key": seed, "output_dir": str(Path(output_dir).resolve())}
+        if glue_dir and task in GLUE_TASKS:
+            params["glue_dir"] = str(Path(glue_dir).expanduser().resolve())
         p = Point(study, params)  # validated here, before anything runs
         if p.run_dir not in seen:
             seen.add(p.run_dir)
@@ -354,22 +362,26 @@ def _run_slurm(points, jobs, timeout, options: SlurmOptions, folder: Path, bar):
     return results
 
 
-def sweep_points(study: str, profile="default", grid_file=None, output_dir="runs", limit=None) -> list[Point]:
-    """Every point of `study` (or "all"), each once, in a stable order."""
-    studies = list(STUDIES) if study == "all" else [study]
-    points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir)]
+def sweep_points(study: str, profile="default", grid_file=None, output_dir="runs", limit=None,
+                 glue_dir=None) -> list[Point]:
+    """Every point of `study` (or "all": every study of the profile), each once, in a stable order."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    studies = list(PROFILES[profile]) if study == "all" else [study]
+    points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir, glue_dir)]
     return list({p.run_dir: p for p in points}.values())[:limit]
 
 
 def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor="local", output_dir="runs",
-              ray_address=None, limit=None, timeout=None, slurm: SlurmOptions | None = None) -> dict:
+              ray_address=None, limit=None, timeout=None, slurm: SlurmOptions | None = None,
+              glue_dir=None) -> dict:
     """Run `study` (or "all") and return {"points", "skipped", "done", "busy", "failed": [results]}; prints a
     summary. Ctrl-C stops at once: the kernels are killed, unfinished points stay unfinished (re-run to resume)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
-    points = sweep_points(study, profile, grid_file, output_dir, limit)
+    points = sweep_points(study, profile, grid_file, output_dir, limit, glue_dir)
     todo = [p for p in points if not p.done()]
     skipped = len(points) - len(todo)
     bar = progress(total=len(points), initial=skipped, desc=f"sweep {study} ({profile})", unit="run")

@@ -1,0 +1,332 @@
+"""The paper's findings, each with a verdict from the run records: RESULTS.md as a pure function of records.
+
+A finding compares two settings (arms) run with the same seeds on the same tasks. The difference is taken per
+(task, seed) pair, which shares the training subsample, data order, head initialization and projection key, in
+points (the metric × 100); a finding's pairs over all its tasks are pooled. Reported: each arm's median [min, max]
+per task, the number of pairs, the mean paired difference with its 95% t-interval, and the exact two-sided
+sign-flip (permutation) p-value. Verdicts follow fixed rules (VERDICT_RULES), stated in the report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..core.config import DEFAULT
+from .figures import check_one_setting
+
+MARGIN = 2.0  # points: "X is close to / as good as Y" holds when X is at most this much worse than Y
+NO_EFFECT = 1.0  # points: "X beats Y" is refuted when the whole interval lies within ± this
+VERDICT_RULES = (
+    f'"X beats Y": reproduced when the 95% interval of the mean difference X − Y lies above 0; not reproduced when '
+    f"it lies below 0, or within ±{NO_EFFECT:g} point (no difference that large); else inconclusive. "
+    f'"X is close to (as good as) Y": reproduced when the interval lies above −{MARGIN:g} points (X at most '
+    f"{MARGIN:g} points worse); not reproduced when it lies below −{MARGIN:g}; else inconclusive. A finding with "
+    f"several comparisons is reproduced when all are (or, where it says \"either\", when one is and none is "
+    f"refuted), not reproduced when all are refuted, else inconclusive.")
+
+
+def vera(rank: int, **changes) -> dict:
+    """The selector of a VeRA arm: the default variant at `rank`, with `changes` (d_init, train_b, ...)."""
+    base = {"method": "vera", "rank": rank, "d_init": DEFAULT.d_init, "projection_init": DEFAULT.projection_init,
+            "train_d": True, "train_b": True, "shared": True}
+    return {**base, **changes}
+
+
+@dataclass
+class Comparison:
+    x: dict  # column -> value selecting arm X's runs
+    y: dict
+    x_label: str
+    y_label: str
+    claim: str  # "beats" or "close"
+
+
+@dataclass
+class Finding:
+    title: str
+    paper: str  # what the paper reports
+    tasks: tuple[str, ...]
+    comparisons: list[Comparison]
+    combine: str = "all"  # "all": every comparison must hold; "either": one holding and none refuted is enough
+    notes: list[str] = field(default_factory=list)
+
+
+def glue_findings(rank: int, lora_rank: int, low_rank: int = 1) -> list[Finding]:
+    """The paper's findings as the glue profiles test them (VeRA at `rank`, LoRA at `lora_rank`)."""
+    both = vera(rank)
+    return [
+        Finding("VeRA is close to LoRA with fewer adapter parameters",
+                "RoBERTa-base GLUE: VeRA r=1024 (43,008 adapter parameters) within about a point of LoRA r=8 "
+                "(294,912) on most tasks", ("sst2", "mrpc", "rte", "stsb"),
+                [Comparison(both, {"method": "lora", "rank": lora_rank}, f"VeRA r={rank}", f"LoRA r={lora_rank}",
+                            "close")]),
+        Finding("VeRA's score grows with its rank",
+                "score rises with the rank (adapter parameters) in the paper's rank figure", ("rte", "mrpc"),
+                [Comparison(both, vera(low_rank), f"VeRA r={rank}", f"VeRA r={low_rank}", "beats")]),
+        Finding("Training both scaling vectors beats training either alone",
+                "both d and b > d only, b only", ("rte", "mrpc", "stsb"),
+                [Comparison(both, vera(rank, train_b=False, d_init=0.0), "both d and b", "d only (b=1)", "beats"),
+                 Comparison(both, vera(rank, train_d=False), "both d and b", "b only (d=1)", "beats")]),
+        Finding("d initialized at 1e-1 or 1e-7 beats 1.0", "d_init 1e-1 and 1e-7 > 1.0", ("mrpc", "stsb"),
+                [Comparison(both, vera(rank, d_init=1.0), "d_init=0.1", "d_init=1", "beats"),
+                 Comparison(vera(rank, d_init=1e-7), vera(rank, d_init=1.0), "d_init=1e-7", "d_init=1", "beats")],
+                combine="either"),
+        Finding("Kaiming uniform A/B beats uniform", "Kaiming uniform > uniform on [0, 1]", ("mrpc", "stsb"),
+                [Comparison(both, vera(rank, projection_init="uniform"), "Kaiming uniform", "uniform", "beats")]),
+        Finding("Kaiming uniform A/B beats Kaiming normal", "Kaiming uniform > Kaiming normal", ("mrpc", "stsb"),
+                [Comparison(both, vera(rank, projection_init="kaiming_normal"), "Kaiming uniform", "Kaiming normal",
+                            "beats")]),
+        Finding("Shared A/B are as good as independent ones per layer",
+                "one shared random pair costs little against independent pairs per layer", ("rte", "mrpc", "stsb"),
+                [Comparison(both, vera(rank, shared=False), "shared A/B", "independent A/B", "close")]),
+    ]
+
+
+def vit_findings(rank: int, lora_rank: int, tasks: tuple[str, ...]) -> list[Finding]:
+    """The image findings on the default profile's tiny-ViT study."""
+    return [
+        Finding("ViT: VeRA is close to LoRA with fewer adapter parameters",
+                "ViT-B few-shot: VeRA (24,576) within about a point of LoRA (294,912)", tasks,
+                [Comparison(vera(rank), {"method": "lora", "rank": lora_rank}, f"VeRA r={rank}", f"LoRA r={lora_rank}",
+                            "close")]),
+        Finding("ViT: VeRA beats training the head alone", "VeRA > head only on every image task", tasks,
+                [Comparison(vera(rank), {"method": "head"}, f"VeRA r={rank}", "head only", "beats")]),
+    ]
+
+
+# ---- statistics -----------------------------------------------------------------------------------------------
+
+def _select(frame: pd.DataFrame, task: str, where: dict) -> pd.DataFrame:
+    runs = frame[(frame["task"] == task) & (frame["status"] == "ok")]
+    for key, value in where.items():
+        runs = runs[runs[key].astype(type(value)) == value] if key in ("train_d", "train_b", "shared") else \
+            runs[np.isclose(runs[key].astype(float), value)] if isinstance(value, float) else runs[runs[key] == value]
+    check_one_setting(runs.assign(arm="x"), ["arm"])
+    return runs
+
+
+def sign_flip_p(differences: np.ndarray, draws: int = 200_000) -> float:
+    """Two-sided p-value of the mean difference under random sign flips (exact up to 16 pairs, else sampled)."""
+    d = np.asarray(differences, float)
+    if len(d) == 0 or not d.any():
+        return 1.0
+    if len(d) <= 16:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+    else:
+        signs = np.random.default_rng(0).choice((1.0, -1.0), size=(draws, len(d)))
+    null = np.abs(signs @ d) / len(d)
+    return float(np.mean(null >= abs(d.mean()) - 1e-12))
+
+
+def paired_difference(differences) -> dict:
+    """Mean of paired differences with its 95% t-interval and the sign-flip p-value."""
+    d = np.asarray(differences, float)
+    n, mean = len(d), float(d.mean()) if len(d) else float("nan")
+    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / np.sqrt(n)) if n >= 2 else float("nan")
+    return {"n": n, "mean": mean, "low": mean - half, "high": mean + half, "p": sign_flip_p(d)}
+
+
+def verdict(claim: str, low: float, high: float) -> str:
+    if np.isnan(low):
+        return "inconclusive"
+    if claim == "beats":
+        if low > 0:
+            return "reproduced"
+        return "not reproduced" if high < 0 or (-NO_EFFECT < low and high < NO_EFFECT) else "inconclusive"
+    return "reproduced" if low > -MARGIN else "not reproduced" if high < -MARGIN else "inconclusive"
+
+
+def compare(frame: pd.DataFrame, finding: Finding, comparison: Comparison) -> dict:
+    """Per task: both arms' medians [min, max] and n; pooled: the paired difference and the verdict."""
+    rows, differences, missing = [], [], []
+    for task in finding.tasks:
+        x, y = _select(frame, task, comparison.x), _select(frame, task, comparison.y)
+        if x.empty or y.empty:
+            missing.append(task)
+            continue
+        pairs = x.merge(y, on="run_seed", suffixes=("_x", "_y"))
+        d = 100 * (pairs["score_x"].astype(float) - pairs["score_y"].astype(float))
+        differences += list(d)
+        rows.append({"task": task, "metric": x["metric"].iloc[0], "x": _spread(x), "y": _spread(y),
+                     "x_params": int(x["adapter_params"].iloc[0]), "y_params": int(y["adapter_params"].iloc[0]),
+                     "pairs": len(pairs), "difference": float(np.median(d)) if len(d) else float("nan")})
+    result = paired_difference(differences)
+    result.update(rows=rows, missing=missing, comparison=comparison,
+                  verdict="not run yet" if not rows else verdict(comparison.claim, result["low"], result["high"]))
+    return result
+
+
+def _spread(runs: pd.DataFrame) -> str:
+    values = 100 * runs["score"].astype(float)
+    if len(values) == 1:
+        return f"{values.iloc[0]:.1f} (n=1)"
+    return f"{values.median():.1f} [{values.min():.1f}, {values.max():.1f}] (n={len(values)})"
+
+
+def finding_verdict(finding: Finding, results: list[dict]) -> str:
+    verdicts = [r["verdict"] for r in results]
+    if "not run yet" in verdicts or any(r["missing"] for r in results):
+        return "inconclusive (not every run is there yet)"
+    if finding.combine == "either" and "reproduced" in verdicts and "not reproduced" not in verdicts:
+        return "reproduced"
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    return "inconclusive"
+
+
+# ---- the report -----------------------------------------------------------------------------------------------
+
+def _signed(value: float) -> str:
+    return f"{value:+.1f}"
+
+
+def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple[str, str, str]:
+    """(markdown section, verdict, one-line summary) of a finding."""
+    results = [compare(frame, finding, c) for c in finding.comparisons]
+    overall = finding_verdict(finding, results)
+    lines = [f"### {number}. {finding.title}: **{overall}**", "", f"Paper: {finding.paper}.", "",
+             "| comparison | task (metric) | X: median [min, max] | Y: median [min, max] | adapter params X / Y "
+             "| pairs | median X − Y |", "|---|---|---|---|---|---:|---:|"]
+    summary = []
+    for result in results:
+        c = result["comparison"]
+        for row in result["rows"]:
+            lines.append(f"| {c.x_label} vs {c.y_label} | {row['task']} ({row['metric']}) | {row['x']} | {row['y']} "
+                         f"| {row['x_params']:,} / {row['y_params']:,} | {row['pairs']} | "
+                         f"{_signed(row['difference'])} |")
+    lines.append("")
+    for result in results:
+        c = result["comparison"]
+        if not result["rows"]:
+            lines.append(f"- {c.x_label} − {c.y_label}: not run yet.")
+            continue
+        text = (f"{c.x_label} − {c.y_label}: mean {_signed(result['mean'])} points, 95% interval "
+                f"[{_signed(result['low'])}, {_signed(result['high'])}], n={result['n']} pairs over "
+                f"{len(result['rows'])} task(s), sign-flip p={result['p']:.3g} → {result['verdict']}")
+        if result["missing"]:
+            text += f" (no runs yet on {', '.join(result['missing'])})"
+        lines.append(f"- {text}.")
+        summary.append(f"{c.x_label} − {c.y_label} {_signed(result['mean'])} "
+                       f"[{_signed(result['low'])}, {_signed(result['high'])}] (n={result['n']})")
+    lines += [*(f"- {note}" for note in finding.notes), ""]
+    return "\n".join(lines), overall, "; ".join(summary) or "not run yet"
+
+
+def what_ran(frame: pd.DataFrame) -> list[str]:
+    """Model, data sizes, seeds, epochs, learning rates, device and time of the records, one bullet each."""
+    ok = frame[frame["status"] == "ok"]
+    settings = [json.loads(s) for s in ok["setting"]]
+    sizes = ok.groupby("task").agg(train=("train_size", "max"), dev=("eval_size", "max"))
+    lrs = ok.groupby("method")["lr"].unique()
+    wall = ok["wall_seconds"].sum()
+    return [
+        f"model: {', '.join(sorted(ok['model'].unique()))}; device: {', '.join(sorted(ok['device'].unique()))}",
+        "examples used (train / scored): " + ", ".join(f"{t} {int(r.train):,} / {int(r.dev):,}"
+                                                      for t, r in sizes.iterrows()),
+        f"seeds: {sorted({int(s) for s in ok['run_seed']})}; epochs: {sorted({s['epochs'] for s in settings})}; "
+        f"max length: {sorted({s['max_length'] for s in settings})}; "
+        f"batch: {sorted({s['batch_size'] for s in settings})}",
+        "learning rates: " + ", ".join(f"{m} {', '.join(f'{v:g}' for v in sorted(v for v in lrs[m] if v == v))}"
+                                       for m in lrs.index if any(v == v for v in lrs[m]))
+        + f"; head {', '.join(f'{v:g}' for v in sorted(ok['head_lr'].dropna().unique()))}",
+        f"{len(ok)} ok runs ({(frame['status'] != 'ok').sum()} not ok), {wall / 3600:.2f} CPU-worker hours in all",
+    ]
+
+
+DIFFERENCES = """\
+- Model: all-MiniLM-L6-v2 (6 layers, width 384, 22.7M parameters), not RoBERTa-base (12 layers, width 768): the
+  adapters are smaller (VeRA r=1024 on query/value: 12 × (384 + 1024) = 16,896 parameters against the paper's
+  43,008; LoRA r=8: 73,728 against 294,912), and the scores are not comparable with the paper's.
+- Data: GLUE's real train and dev TSVs, scored on the whole dev split as the paper does; {reduction}
+- Training: {epochs} epochs at fixed learning rates chosen once on MRPC dev (seed 0), the same for every task, against
+  the paper's 25–160 epochs with per-task rates; maximum length 128 tokens (the paper 512; 12% of RTE's pairs are
+  cut); CoLA and QNLI are not run (not in the local GLUE folder), so the ablations use RTE, MRPC and STS-B.
+- Statistic: median over {seeds} seeds as the paper's; the verdicts rest on paired differences across seeds."""
+
+
+def selection_table(frame: pd.DataFrame) -> str:
+    """The learning-rate selection runs: dev score per epoch, the chosen rate per method in bold."""
+    ok = frame[frame["status"] == "ok"].copy()
+    if ok.empty:
+        return "No selection records.\n"
+    ok["rate"] = [f"lr {r.lr:g}" if r.method != "head" else f"head lr {r.head_lr:g}" for r in ok.itertuples()]
+    best = ok.loc[ok.groupby("method")["score"].idxmax()]
+    lines = ["| method | rate | dev score, final epoch | best epoch (score) | chosen |", "|---|---|---:|---:|---|"]
+    for r in ok.sort_values(["method", "lr", "head_lr"]).itertuples():
+        chosen = "yes" if r.Index in best.index else ""
+        lines.append(f"| {r.variant} | {r.rate} | {100 * r.score:.1f} | {r.best_epoch} ({100 * r.score_best:.1f}) | "
+                     f"{chosen} |")
+    return "\n".join(lines) + "\n"
+
+
+def results_report(glue: pd.DataFrame, vit: pd.DataFrame | None = None, selection: pd.DataFrame | None = None,
+                   *, rank: int, lora_rank: int, expected_runs: int | None = None, reduction: str = "",
+                   figures_prefix: str = "figures/glue_") -> str:
+    """RESULTS.md: what ran, what differs from the paper, the rules, a verdict per finding with its numbers."""
+    ok = glue[glue["status"] == "ok"]
+    sections, summary = [], []
+    findings = glue_findings(rank, lora_rank)
+    for i, finding in enumerate(findings, 1):
+        text, overall, numbers = finding_section(i, finding, glue)
+        sections.append(text)
+        summary.append(f"| {i}. {finding.title} | **{overall}** | {numbers} |")
+    if vit is not None and not vit.empty:
+        points = vit[(vit["status"] == "ok") & (vit["kind"] == "image")]
+        tasks = tuple(sorted(points["task"].unique()))
+        vit_rank = int(points[points["method"] == "vera"]["rank"].mode().iloc[0])
+        vit_lora = int(points[points["method"] == "lora"]["rank"].mode().iloc[0])
+        for j, finding in enumerate(vit_findings(vit_rank, vit_lora, tasks), len(findings) + 1):
+            text, overall, numbers = finding_section(j, finding, vit)
+            sections.append(text)
+            summary.append(f"| {j}. {finding.title} | **{overall}** | {numbers} |")
+    epochs = sorted({json.loads(s)["epochs"] for s in ok["setting"]}) or ["?"]
+    seeds = sorted({int(s) for s in ok["run_seed"]})
+    done = f"{len(ok)} of {expected_runs} runs" if expected_runs else f"{len(ok)} runs"
+    parts = [
+        "# Results: the paper's findings on real GLUE (MiniLM) and on the tiny ViT",
+        "",
+        "Generated by `veralab results` from the run records (`results/glue/**/record.json`, the tiny-ViT records "
+        "in `results/default`); do not edit by hand: `make glue` reruns the studies and regenerates this file.",
+        f"Records: {done} of the GLUE campaign.",
+        "",
+        "## What ran",
+        "",
+        *(f"- {line}" for line in what_ran(glue)),
+        "",
+        "## What differs from the paper",
+        "",
+        DIFFERENCES.format(reduction=reduction, epochs="/".join(map(str, epochs)), seeds=len(seeds)),
+        "",
+        "## How the verdicts are reached",
+        "",
+        "Each comparison pairs the runs of two settings that share a task and a seed (the same training subsample, "
+        "data order, head initialization and A/B). Differences are in points (accuracy × 100; Pearson × 100 for "
+        "STS-B), pooled over the comparison's tasks: mean, 95% t-interval and exact sign-flip p-value. The score "
+        "is the final epoch's on the dev split (the paper reports dev scores).",
+        VERDICT_RULES,
+        "",
+        "| finding | verdict | mean difference [95% interval] (pairs) |",
+        "|---|---|---|",
+        *summary,
+        "",
+        "## Findings",
+        "",
+        *sections,
+    ]
+    if selection is not None and not selection.empty:
+        parts += ["## How the learning rates were chosen", "",
+                  "One run per candidate on MRPC (train subsample as in the campaign, seed 0), scored on MRPC dev; "
+                  "the rate with the best final-epoch dev score was kept for every task and study (`glue_select` "
+                  "profile, `results/glue_select`). Choosing on dev and reporting dev favours every method alike; "
+                  "the paper does the same.", "", selection_table(selection)]
+    parts += ["## Figures and tables", "",
+              f"`{figures_prefix}main.png` (head / full / LoRA / VeRA per task), `{figures_prefix}rank_sweep.png`, "
+              f"`{figures_prefix}init_ablation.png`, `{figures_prefix}vector_ablation.png`; every setting's median "
+              f"[min, max] in `{figures_prefix}results.md`.", ""]
+    return "\n".join(parts)
