@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MPLBACKEND ?= Agg
 
-.PHONY: setup system-data test test-fast lint lab all sweeps figures gpu-kit bench constraints clean-runs
+.PHONY: setup system-data test test-fast lint lab all sweeps figures glue glue-report gpu-kit bench constraints clean-runs
 
 setup: $(STAMP)
 
@@ -76,6 +76,28 @@ all: sweeps
 
 figures: setup
 	$(BIN)/veralab figures --runs $(RESULTS) --out figures
+
+# The paper's findings on real GLUE with the embedded MiniLM, RESULTS.md: make glue GLUE_DIR=<folder holding SST-2/,
+# MRPC/, RTE/, STS-B/ with train.tsv and dev.tsv>. The learning-rate selection (glue_select), then every study: the
+# full `glue` profile where torch sees a GPU, else the `glue_cpu` reduction (about 3 hours on 2 cores; re-running
+# resumes where it stopped). Records go to results/glue/<profile>, figures to figures/glue_*.
+GLUE_DIR ?=
+GLUE_PROFILE ?= $(shell $(BIN)/python -c "import torch; print('glue' if torch.cuda.is_available() else 'glue_cpu')" \
+                 2>/dev/null || echo glue_cpu)
+GLUE_RUNS ?= results/glue/$(GLUE_PROFILE)
+
+glue: setup
+	@test -n "$(GLUE_DIR)" || { echo "make glue needs GLUE_DIR=<folder with SST-2/, MRPC/, RTE/, STS-B/>" >&2; exit 2; }
+	$(BIN)/veralab sweep main_table --profile glue_select --glue-dir "$(GLUE_DIR)" --jobs $(JOBS) \
+		--output-dir results/glue/glue_select
+	$(BIN)/veralab sweep all --profile $(GLUE_PROFILE) --glue-dir "$(GLUE_DIR)" --jobs $(JOBS) --output-dir $(GLUE_RUNS)
+	$(MAKE) glue-report GLUE_PROFILE=$(GLUE_PROFILE)
+
+# figures/glue_* and RESULTS.md from the records, without running anything
+glue-report: setup
+	$(BIN)/veralab figures --runs $(GLUE_RUNS) --out figures --prefix glue_
+	$(BIN)/veralab results --runs $(GLUE_RUNS) --profile $(GLUE_PROFILE) --selection results/glue/glue_select \
+		--out RESULTS.md
 
 # What a bare GPU machine lacks (wheels, fp16 MiniLM, data, GLUE), in .gpu-kit/ (git-ignored, <= 60 MiB); then, on
 # the GPU machine: bash benchmarks/gpu_run.sh OUT_DIR (see BENCHMARKS.md).

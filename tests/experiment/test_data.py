@@ -1,5 +1,6 @@
 """The embedded tasks and the image protocol."""
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -78,3 +79,24 @@ def test_official_is_said_only_of_official_splits():
     assert set(HUB_IMAGE_DATASETS) <= set(TEST_SPLITS)
     assert "official" not in TEST_SPLITS["flowers102"].split(",")[0] and "re-split" in TEST_SPLITS["flowers102"]
     assert load_image_task("digits", 2, 0).notes["test_split"].startswith("fixed 20% held out")
+
+
+def test_grouping_by_length_keeps_every_example_and_cuts_padding():
+    from veralab.experiment.run import grouped_by_length
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 128, size=1000)
+    order = rng.permutation(1000)
+    grouped = grouped_by_length(order, lengths, 32, np.random.default_rng(1))
+    assert sorted(grouped) == list(range(1000))  # the same examples, each once
+
+    def padded(o):  # tokens computed with each batch padded to its longest example
+        return sum(lengths[o[i:i + 32]].max() * len(o[i:i + 32]) for i in range(0, len(o), 32))
+
+    assert padded(grouped) < 0.7 * padded(order)
+    batches = [grouped[i:i + 32] for i in range(0, 1000, 32)]
+    assert len(batches) == -(-1000 // 32) and len(batches[-1]) == 1000 % 32  # only the last batch is partial
+    longest_first = [lengths[b].max() for b in batches[:-1]]
+    assert longest_first != sorted(longest_first, reverse=True)  # the batches come in a shuffled order
+    again = grouped_by_length(order, lengths, 32, np.random.default_rng(1))
+    assert (again == grouped).all()  # seeded

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from veralab.studies.collect import collect_records
+from veralab.studies.collect import collect_records, flatten
 from veralab.studies.figures import (
     ablation_rank,
     aggregate,
@@ -116,3 +116,39 @@ def test_ablation_figures_follow_the_rank_the_ablations_ran_at(records, tmp_path
     assert ablation_rank(collect_records(tmp_path / "runs")) == 1024
     written = {p.name for p in make_all(tmp_path / "runs", tmp_path / "figures")}
     assert {"init_ablation.png", "vector_ablation.png"} <= written
+
+
+def _glue_like(tmp_path, runs):
+    """Records in the real format (from a committed one) for (task, method, rank, seed, score) tuples."""
+    candidates = [json.loads(p.read_text()) for p in RESULTS.glob("rotten_tomatoes-vera-r256-s0-*/record.json")]
+    template = next(r for r in candidates if flatten(r)["default_variant"])
+    folder = tmp_path / "runs"
+    for task, method, rank, seed, score in runs:
+        record = json.loads(json.dumps(template))
+        record["config"].update(task=task, method=method, rank=rank, run_seed=seed, projection_prng_key=seed)
+        record["name"] = f"{task}-{method}-r{rank}-s{seed}"
+        record.update(test=None, evaluated_on="validation", final={"accuracy": score},
+                      best={"accuracy": score, "epoch": 3})
+        record["params"]["adapter"] = {"vera": 12 * (384 + rank), "lora": 12 * rank * 768, "head": 0,
+                                       "full": 22_713_216}[method]
+        (folder / record["name"]).mkdir(parents=True)
+        (folder / record["name"] / "record.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_a_main_table_keeps_the_rank_sweeps_other_ranks_out(tmp_path):
+    """GLUE runs share a folder: RTE has a rank sweep and a main-table comparison, SST-2 only the latter. The main
+    table holds head / full / LoRA r=8 / VeRA r=1024 on both; the rank sweep draws RTE alone."""
+    main = [(task, method, rank, seed, 0.6 + 0.01 * seed) for task in ("rte", "sst2")
+            for method, rank in (("head", 256), ("full", 256), ("lora", 8), ("vera", 1024)) for seed in (0, 1)]
+    sweep = [("rte", method, rank, seed, 0.55) for method, rank in (("vera", 1), ("vera", 16), ("lora", 1))
+             for seed in (0, 1)]
+    runs = _glue_like(tmp_path, main + sweep)
+    written = {p.name for p in make_all(runs, tmp_path / "figures", prefix="glue_")}
+    assert {"glue_results.md", "glue_main_table.md", "glue_main.png", "glue_rank_sweep.png"} <= written
+    assert not any(name.startswith(("glue_vit", "glue_init", "vit")) for name in written), written
+    table = main_table(collect_records(runs), "text")
+    assert list(table["variant"]) == ["head only", "full fine-tune", "LoRA r=8", "VeRA r=1024"]
+    assert {"rte", "sst2"} <= set(table.columns) and all(c.endswith("(n=2)") for c in table["rte"])
+    panels = [ax.get_title() for ax in rank_sweep_figure(collect_records(runs)).axes if ax.get_title()]
+    assert panels == ["GLUE RTE dev"]

@@ -101,3 +101,55 @@ def test_dry_run_prints_every_resolved_point_and_runs_nothing(tmp_path):
                                         for p in rte_d_only)
     assert all({"study", "run", "method", "rank", "projection_prng_key", "device"} <= set(p) for p in lines)
     assert not out.exists()
+
+
+def test_glue_profiles_hold_the_papers_studies_on_real_glue(tmp_path):
+    for name, seeds in (("glue", [0, 1, 2, 3, 4]), ("glue_cpu", [0, 1, 2])):
+        profile = profiles.PROFILES[name]
+        assert list(profile) == ["main_table", "vector_ablation", "init_ablation", "rank_sweep"]  # no ViT on GLUE
+        points = {s: expand(s, load_grid(s, name), tmp_path) for s in profile}
+        ranks = {(p.params["method"], p.params["rank"]) for p in points["rank_sweep"] if p.params["method"] != "head"}
+        assert ranks == {("vera", r) for r in (1, 4, 16, 64, 256, 1024)} | {("lora", r) for r in (1, 2, 4, 8, 16)}
+        assert {p.params["task"] for p in points["rank_sweep"]} == {"rte", "mrpc"}
+        assert {p.params["task"] for p in points["main_table"]} == {"sst2", "mrpc", "rte", "stsb"}
+        assert {p.params["task"] for p in points["vector_ablation"]} == {"rte", "mrpc", "stsb"}
+        assert {p.params["task"] for p in points["init_ablation"]} == {"mrpc", "stsb"}
+        for study, study_points in points.items():
+            assert sorted({p.params["run_seed"] for p in study_points}) == seeds
+            shared = {(p.params["epochs"], p.params["head_lr"], p.params["max_train_samples"], p.params["max_length"],
+                       p.params["batch_size"]) for p in study_points}
+            assert len(shared) == 1, f"{name}/{study}: one setting for every point, as the paper ({shared})"
+            lrs = {(p.params["method"], p.params["lr"]) for p in study_points}
+            assert len(lrs) == len({m for m, _ in lrs}), f"{name}/{study}: one learning rate per method ({lrs})"
+    assert profiles.PROFILES["glue_cpu"]["main_table"]["base"]["max_train_samples"] == 1024
+    assert "max_train_samples" not in profiles.PROFILES["glue"]["main_table"]["base"]  # whole training sets
+
+
+def test_glue_dry_run_gives_every_glue_point_the_folder_and_a_study_it_lacks_is_refused(tmp_path, glue_dir):
+    done = subprocess.run([sys.executable, "-m", "veralab", "sweep", "all", "--profile", "glue_cpu", "--dry-run",
+                           "--glue-dir", str(glue_dir), "--output-dir", str(tmp_path / "runs")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == len({p["run"] for p in lines}) == 153  # points shared by two studies run once
+    assert {p["glue_dir"] for p in lines} == {str(Path(glue_dir).resolve())}
+    vit = subprocess.run([sys.executable, "-m", "veralab", "sweep", "vit", "--profile", "glue", "--dry-run"],
+                         capture_output=True, text=True, timeout=120)
+    assert vit.returncode == 2 and "profile 'glue' has no study 'vit'; its studies: main_table" in vit.stderr
+
+
+def test_glue_learning_rates_are_the_committed_selections_winners(glue_dir):
+    """The glue profiles' rates are what the selection runs (glue_select, MRPC dev, seed 0) chose: the profile and
+    its committed evidence cannot drift apart."""
+    from veralab.studies.collect import collect_records
+
+    folder = Path(__file__).resolve().parents[2] / "results" / "glue" / "glue_select"
+    if not list(folder.glob("*/record.json")):
+        pytest.skip("no committed selection records")
+    frame = collect_records(folder)
+    expected = {p.run_dir.name for p in expand("main_table", load_grid("main_table", "glue_select"), folder, glue_dir)}
+    assert set(frame["name"]) == expected and set(frame["status"]) == {"ok"}
+    best = frame.loc[frame.groupby("method")["score"].idxmax()].set_index("method")
+    for method in ("vera", "lora", "full"):
+        assert profiles.GLUE_LR[method] == best.loc[method, "lr"], method
+    assert profiles.GLUE_HEAD_LR == best.loc["head", "head_lr"]

@@ -49,6 +49,7 @@ class RunConfig:
     group_by_length: bool = False  # text: batches of similar lengths (less padding), in a seeded random order
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
+    max_validation_samples: int | None = None  # the split scored every epoch for the best epoch; None: max_eval_samples
     shots_per_class: int | None = 10  # image tasks: the paper's 10 training images per class
     glue_dir: str | None = None
     checkpoint: str | None = None  # vision: local weights for a timm model (offline)
@@ -68,7 +69,7 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_train_samples", "max_eval_samples", "shots_per_class"):
+        for name in ("max_train_samples", "max_eval_samples", "max_validation_samples", "shots_per_class"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, or None for all of the data; got {value!r}")

@@ -92,7 +92,7 @@ def _score(path: Path, line: int, value: str) -> float:
 def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, str | None]], list]:
     """(texts, labels) of `split` ("train" or "dev"); labels are class indices, or floats for STS-B."""
     spec = GLUE_TASKS[task]
-    path = glue_files(glue_dir, task)[0 if split == "train" else 1]
+    path = glue_file(glue_dir, task, split)
     rows = _read_table(path, task, COLA_COLUMNS if task == "cola" else None)
     texts = [(r[spec.text_a], r[spec.text_b] if spec.text_b else None) for _, r in rows]
     if spec.labels is None:
@@ -105,21 +105,20 @@ def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, st
     return texts, [index[r[spec.label]] for _, r in rows]
 
 
-def glue_files(glue_dir, task: str) -> list[Path]:
-    """The task's train and dev TSVs in a local GLUE folder; one clear error when either is missing."""
-    paths = [Path(glue_dir) / GLUE_DIRS[task] / f"{split}.tsv" for split in ("train", "dev")]
-    for path in paths:
-        if not path.is_file():
-            have = sorted(p.name for p in Path(glue_dir).iterdir()) if Path(glue_dir).is_dir() else []
-            raise GlueDataError(f"GLUE dir {glue_dir} has no {path.parent.name}/{path.name} for task {task!r} (it "
-                                f"holds: {have or 'nothing'}); download GLUE or drop --glue-dir to use the hub")
-    return paths
+def glue_file(glue_dir, task: str, split: str) -> Path:
+    """The task's `split` TSV ("train" or "dev") in a local GLUE folder; one clear error when it is missing."""
+    path = Path(glue_dir) / GLUE_DIRS[task] / f"{split}.tsv"
+    if not path.is_file():
+        have = sorted(p.name for p in Path(glue_dir).iterdir()) if Path(glue_dir).is_dir() else []
+        raise GlueDataError(f"GLUE dir {glue_dir} has no {GLUE_DIRS[task]}/{split}.tsv for task {task!r} (it holds: "
+                            f"{have or 'nothing'}); download GLUE or drop --glue-dir to use the hub")
+    return path
 
 
 def glue_fingerprint(glue_dir, task: str) -> str:
     """sha256 of the task's train and dev files: what a run's identity holds instead of the folder's path, so the
     same data in another place (another machine, the GPU kit) is the same run, and edited data is another run."""
-    paths = glue_files(glue_dir, task)
+    paths = [glue_file(glue_dir, task, split) for split in ("train", "dev")]
     return _fingerprint(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
 
 

@@ -66,8 +66,10 @@ def _device(config: RunConfig) -> torch.device:
 def _text_setup(config: RunConfig, device) -> TaskSetup:
     data = load_text_task(config.task, config.glue_dir)
     model, tokenizer = load_text_model(config.model_name, data.num_labels)
-    splits = {name: subsample(split, config.max_train_samples if name == "train" else config.max_eval_samples,
-                              config.run_seed if name == "train" else 0) for name, split in data.splits.items()}
+    sizes = {"train": config.max_train_samples, "test": config.max_eval_samples,
+             "validation": config.max_validation_samples or config.max_eval_samples}
+    splits = {name: subsample(split, sizes[name], config.run_seed if name == "train" else 0)
+              for name, split in data.splits.items()}
     encoded = {name: tokenize(split, tokenizer, config.max_length)[:] for name, split in splits.items()}
     label_dtype = torch.float32 if data.num_labels == 1 else torch.long
 

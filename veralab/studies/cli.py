@@ -1,4 +1,5 @@
-"""Command line: `veralab run` (one experiment; every RunConfig field is a flag), `sweep`, `collect`, `figures`."""
+"""Command line: `veralab run` (one experiment; every RunConfig field is a flag), `sweep`, `collect`, `compare`,
+`figures`, `results`."""
 
 from __future__ import annotations
 
@@ -123,6 +124,27 @@ def _figures(args) -> int:
     return 0
 
 
+def _results(args) -> int:
+    from ..core.io import write_text_atomic
+    from .collect import collect_records
+    from .profiles import GLUE_LORA_RANK, GLUE_RANK, reduction_text
+    from .sweep import sweep_points
+    from .verdicts import results_report
+
+    glue = collect_records(args.runs)
+    if glue.empty:
+        raise FileNotFoundError(f"no run records under {args.runs}; run `make glue` (or veralab sweep all --profile "
+                                f"{args.profile} --output-dir {args.runs}) first")
+    expected = len(sweep_points("all", args.profile, output_dir=args.runs))
+    vit = collect_records(args.vit_runs) if args.vit_runs else None
+    selection = collect_records(args.selection) if args.selection else None
+    report = results_report(glue, vit, selection, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK, expected_runs=expected,
+                            reduction=reduction_text(args.profile), figures_prefix=args.figures_prefix)
+    write_text_atomic(args.out, report)
+    print(f"{args.out}: verdicts from {(glue['status'] == 'ok').sum()} of {expected} GLUE runs")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..experiment import RunConfig
     from .sweep import EXECUTORS, PROFILES, STUDIES
@@ -180,6 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="median with min-max over seeds (the paper's statistic), or mean with sd")
     figures.add_argument("--prefix", default="", help="start every file name with this (e.g. glue_)")
     figures.set_defaults(func=_figures)
+
+    results = sub.add_parser("results", help="RESULTS.md: a verdict per paper finding from the GLUE (and tiny-ViT) "
+                             "records, with medians, paired differences and their intervals")
+    results.add_argument("--runs", default="results/glue/glue_cpu", help="the GLUE campaign's records")
+    results.add_argument("--profile", default="glue_cpu", choices=("glue", "glue_cpu"),
+                         help="the profile they were run with (for the count of expected runs)")
+    results.add_argument("--vit-runs", default="results/default", help="records of the tiny-ViT study ('' to skip)")
+    results.add_argument("--selection", default="results/glue/glue_select", help="learning-rate selection records")
+    results.add_argument("--figures-prefix", default="figures/glue_")
+    results.add_argument("--out", default="RESULTS.md")
+    results.set_defaults(func=_results)
     return parser
 
 

@@ -147,15 +147,22 @@ def _percent(frame: pd.DataFrame, score: str) -> pd.DataFrame:
     return frame.assign(percent=100 * frame[SCORES[score][0]].astype(float))
 
 
+def rank_sweep_tasks(frame: pd.DataFrame) -> list[str]:
+    """The text tasks where VeRA or LoRA ran at several ranks: a task run at one rank per method (a main table's
+    comparison) is no rank sweep."""
+    data = _ok(frame)
+    adapters = data[(data["kind"] == "text") & data["method"].isin(["vera", "lora"]) & data["default_variant"]]
+    ranks = adapters.groupby(["task", "method"])["rank"].nunique()
+    return sorted({task for (task, _), n in ranks.items() if n > 1})
+
+
 def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
     """Score vs adapter parameters (log x) for VeRA and LoRA across ranks, one panel per text task; head only is
     the dashed line (no adapter parameters); the paper's values are stars."""
     data = _ok(frame)
     data = _percent(data[(data["kind"] == "text") & data["method"].isin(["vera", "lora", "head"])
                          & data["default_variant"].astype(bool)], score)
-    adapters = data[data["method"] != "head"]
-    ranks = adapters.groupby("task")["rank"].nunique()
-    tasks = sorted(ranks[ranks > 1].index)  # a task run at one rank per method (a main table) is no rank sweep
+    tasks = rank_sweep_tasks(data)
     data = data[data["task"].isin(tasks)]
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4.6), squeeze=False)
     if not tasks:
@@ -410,10 +417,8 @@ def make_all(runs="runs", out="figures", score: str = "final", stat: str = "medi
         raise FileNotFoundError(f"no run records ({RECORD}) under {runs}{why}; nothing written to {out}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ok = _ok(frame)
     written = _write_table(results_table(frame, score, stat), table_note(frame, score, stat), out, f"{prefix}results")
-    adapters = ok[(ok["kind"] == "text") & ok["method"].isin(["vera", "lora"]) & ok["default_variant"].astype(bool)]
-    if (adapters.groupby("task")["rank"].nunique() > 1).any():
+    if rank_sweep_tasks(frame):
         written += _save(rank_sweep_figure(frame, score, stat), out, f"{prefix}rank_sweep")
     rank = ablation_rank(frame)
     if rank is not None:

@@ -1,0 +1,89 @@
+"""Verdicts on the paper's findings: the paired statistics, the rules, and RESULTS.md from records."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from veralab.core.config import AdapterConfig
+from veralab.experiment import RunConfig
+from veralab.studies.collect import flatten
+from veralab.studies.verdicts import (
+    Comparison,
+    Finding,
+    compare,
+    paired_difference,
+    results_report,
+    sign_flip_p,
+    vera,
+    verdict,
+)
+
+
+def _record(task, seed, score, epochs=4, **adapter):
+    config = RunConfig(adapter=AdapterConfig(**{"method": "vera", "rank": 1024, **adapter}), task=task,
+                       run_seed=seed, epochs=epochs)
+    counts = {"adapter": 16896 if config.adapter.method == "vera" else 73728, "head": 770}
+    return flatten({"status": "ok", "name": config.name(), "config": config.to_dict(), "kind": "text",
+                    "model": "minilm", "metric": "accuracy", "final": {"accuracy": score},
+                    "best": {"accuracy": score, "epoch": epochs}, "evaluated_on": "validation", "test": None,
+                    "params": {**counts, "trainable": counts["adapter"] + 770, "total": 22_700_000},
+                    "time": {"wall_seconds": 60.0, "samples_per_second": 50.0}, "device": {"type": "cpu"},
+                    "data": {"train_used": 1024, "eval_used": {"validation": 408}}})
+
+
+def _frame(rows):
+    return pd.DataFrame(rows)
+
+
+def test_sign_flip_p_is_exact_for_few_pairs():
+    assert sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)  # only all-plus and all-minus are as extreme
+    assert sign_flip_p([0.0, 0.0]) == 1.0
+    assert sign_flip_p([1.0, -1.0, 1.0, -1.0]) == 1.0
+
+
+def test_paired_interval_is_the_t_interval_of_the_differences():
+    d = np.array([2.0, 0.5, 3.1, 1.2, -0.4])
+    result = paired_difference(d)
+    expected = stats.ttest_1samp(d, 0).confidence_interval(0.95)
+    assert result["n"] == 5 and result["mean"] == pytest.approx(d.mean())
+    assert (result["low"], result["high"]) == pytest.approx((expected.low, expected.high))
+
+
+@pytest.mark.parametrize("claim,low,high,expected", [
+    ("beats", 0.2, 3.0, "reproduced"), ("beats", -4.0, -0.5, "not reproduced"),
+    ("beats", -0.6, 0.8, "not reproduced"),  # the whole interval within ±1 point: no difference that large
+    ("beats", -0.5, 3.0, "inconclusive"), ("close", -1.5, 3.0, "reproduced"), ("close", -5.0, -2.5, "not reproduced"),
+    ("close", -3.0, 1.0, "inconclusive"), ("beats", float("nan"), float("nan"), "inconclusive")])
+def test_verdict_rules(claim, low, high, expected):
+    assert verdict(claim, low, high) == expected
+
+
+def test_arms_are_paired_by_task_and_seed():
+    rows = [_record(task, seed, 0.70 + 0.01 * seed + (0.03 if task == "rte" else 0.02))
+            for task in ("rte", "mrpc") for seed in (0, 1, 2)]
+    rows += [_record(task, seed, 0.70 + 0.01 * seed, train_d=False) for task in ("rte", "mrpc") for seed in (0, 1, 2)]
+    finding = Finding("both beat b only", "", ("rte", "mrpc"),
+                      [Comparison(vera(1024), vera(1024, train_d=False), "both", "b only", "beats")])
+    result = compare(_frame(rows), finding, finding.comparisons[0])
+    assert result["n"] == 6 and result["mean"] == pytest.approx(2.5)  # points: +3 on RTE, +2 on MRPC, every seed
+    assert result["low"] > 0 and result["verdict"] == "reproduced"
+    assert [r["task"] for r in result["rows"]] == ["rte", "mrpc"] and result["rows"][0]["pairs"] == 3
+
+
+def test_an_arm_that_mixes_settings_is_refused_not_averaged():
+    rows = [_record("rte", 0, 0.7), _record("rte", 1, 0.7, epochs=10), _record("rte", 0, 0.6, train_d=False)]
+    finding = Finding("x", "", ("rte",), [Comparison(vera(1024), vera(1024, train_d=False), "a", "b", "beats")])
+    with pytest.raises(ValueError, match="different settings"):
+        compare(_frame(rows), finding, finding.comparisons[0])
+
+
+def test_report_states_what_ran_the_rules_and_missing_runs():
+    rows = [_record("rte", seed, 0.60 + 0.01 * seed) for seed in (0, 1, 2)]
+    rows += [_record("rte", seed, 0.55, shared=False) for seed in (0, 1, 2)]
+    text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
+    assert "Records: 6 of 153 runs" in text and "a reduction." in text and "seeds: [0, 1, 2]" in text
+    assert "95% interval" in text and "sign-flip" in text
+    assert "### 7. Shared A/B are as good as independent ones per layer: **inconclusive (not every run" in text
+    assert "no runs yet on mrpc, stsb" in text
+    assert "### 1. VeRA is close to LoRA with fewer adapter parameters: **inconclusive (not every run" in text
