@@ -24,7 +24,19 @@ STUDY_POINTS = {
     "vector_ablation": {"task": "rotten_tomatoes", "method": "vera", "rank": 8, "train_b": False, "d_init": 0.0,
                         **TINY_TEXT},
     "vit": {"task": "digits", "method": "vera", "rank": 4, **TINY_IMAGE},
+    "main_table": {"task": "mrpc", "method": "vera", "rank": 8, **TINY_TEXT},
 }
+MRPC_HEADER = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+
+
+def _tiny_mrpc(root: Path) -> str:
+    """A GLUE folder with a 24-pair MRPC in the official layout (the main-table notebook's data)."""
+    (root / "MRPC").mkdir(parents=True)
+    rows = [f"{i % 2}\t{i}\t{i + 100}\tThe company said sales rose {i} percent .\t"
+            f"{'Sales rose' if i % 2 else 'Profits fell'} {i} percent , the company said .\n" for i in range(24)]
+    (root / "MRPC" / "train.tsv").write_text(MRPC_HEADER + "".join(rows))
+    (root / "MRPC" / "dev.tsv").write_text(MRPC_HEADER + "".join(rows[:16]))
+    return str(root)
 
 
 def _grid_file(tmp_path, points, tasks=("rotten_tomatoes",), seeds=(0,), base=TINY_TEXT):
@@ -36,7 +48,9 @@ def _grid_file(tmp_path, points, tasks=("rotten_tomatoes",), seeds=(0,), base=TI
 
 @pytest.mark.parametrize("study", list(STUDIES))
 def test_each_study_notebook_runs_under_papermill_and_writes_its_record(study, tmp_path):
-    point = Point(study, {**STUDY_POINTS[study], "run_seed": 0, "projection_prng_key": 0, "output_dir": str(tmp_path)})
+    glue = {"glue_dir": _tiny_mrpc(tmp_path / "glue")} if study == "main_table" else {}
+    point = Point(study, {**STUDY_POINTS[study], **glue, "run_seed": 0, "projection_prng_key": 0,
+                          "output_dir": str(tmp_path)})
     result = execute_point(point)
     assert result["status"] == "ok", result
     record = json.loads((point.run_dir / "record.json").read_text())
