@@ -152,3 +152,14 @@ def test_a_main_table_keeps_the_rank_sweeps_other_ranks_out(tmp_path):
     assert {"rte", "sst2"} <= set(table.columns) and all(c.endswith("(n=2)") for c in table["rte"])
     panels = [ax.get_title() for ax in rank_sweep_figure(collect_records(runs)).axes if ax.get_title()]
     assert panels == ["GLUE RTE dev"]
+
+
+def test_a_learning_rate_search_is_shown_side_by_side_not_averaged():
+    """The GLUE selection runs one variant at several learning rates: a row per rate, labelled, none averaged."""
+    folder = ROOT / "results" / "glue" / "glue_select"
+    if not list(folder.glob("*/record.json")):
+        pytest.skip("no committed selection records")
+    table = main_table(collect_records(folder), "text").set_index("variant")
+    assert {"VeRA r=1024 (lr=0.01)", "VeRA r=1024 (lr=0.03)", "VeRA r=1024 (lr=0.1)",
+            "head only (head_lr=0.003)"} <= set(table.index)
+    assert all(c.endswith("(n=1)") for c in table["mrpc"])

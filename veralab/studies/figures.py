@@ -327,8 +327,9 @@ def main_figure(frame: pd.DataFrame, kind: str = "image", score: str = "final", 
         _empty(axes[0][0], f"no {kind} task with head, full, LoRA and VeRA runs")
     for ax, task in zip(axes[0], tasks):
         sub = data[data["task"] == task]
-        columns = [(variant, sub[sub["variant"] == variant]) for method in METHODS
-                   for variant in sorted(sub[sub["method"] == method]["variant"].unique())]
+        columns = [(variant + suffix, runs) for method in METHODS
+                   for variant in sorted(sub[sub["method"] == method]["variant"].unique())
+                   for suffix, runs in split_settings(sub[sub["variant"] == variant])]
         _point_panel(ax, sub, columns, TASK_LABELS.get(task, task), score, stat)
         labels = [label for label, runs in columns if not runs.empty]
         for _, row in _paper_points(task, sub["model"].iloc[0]).iterrows():
@@ -364,11 +365,27 @@ def _differs(summary: pd.DataFrame, row) -> str:
     return ", ".join(f"{k}={mine.get(k)}" for k in sorted(mine) if any(t.get(k) != mine.get(k) for t in theirs))
 
 
+def split_settings(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The runs of one variant split by setting, each labelled by what sets it apart (" (lr=0.03)"); one setting
+    gets no label. So runs of a learning-rate search are shown side by side, never averaged together."""
+    settings = {s: json.loads(s) for s in runs["setting"].unique()}
+    if len(settings) == 1:
+        return [("", runs)]
+    keys = sorted(k for k in set().union(*settings.values())
+                  if len({json.dumps(v.get(k)) for v in settings.values()}) > 1)
+    return [(" (" + ", ".join(f"{k}={value.get(k)}" for k in keys) + ")", runs[runs["setting"] == setting])
+            for setting, value in settings.items()]
+
+
 def main_table(frame: pd.DataFrame, kind: str = "image", score: str = "final", stat: str = "median") -> pd.DataFrame:
-    """Head / full / LoRA / VeRA (rows) on the tasks (columns) of main_runs, with adapter and head parameters."""
+    """Head / full / LoRA / VeRA (rows) on the tasks (columns) of main_runs, with adapter and head parameters; a
+    variant run with several settings gets a row per setting, labelled by what differs."""
     data = main_runs(frame, kind)
     if data.empty:
         return pd.DataFrame(columns=["method", "adapter_params"])
+    data = pd.concat([runs.assign(variant=variant + suffix)
+                      for (_, variant), group in data.groupby(["task", "variant"], sort=False)
+                      for suffix, runs in split_settings(group)])
     summary = aggregate(data, ["task", "method", "variant"], score, stat)
     summary["cell"] = [cell(row, stat) for _, row in summary.iterrows()]
     # the head's size is a column where every task has the same head, else the table's note lists it per task
