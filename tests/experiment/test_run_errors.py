@@ -53,8 +53,11 @@ def test_a_reused_run_name_with_other_settings_is_refused(tmp_path):
 def test_an_output_dir_that_is_a_file_fails_before_any_loading(tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    # glue_dir does not exist: if data were loaded first, this would be a GlueDataError instead
-    config = RunConfig.from_dict({"task": "mrpc", "glue_dir": str(tmp_path / "nowhere"), "output_dir": str(blocker)})
+    # MRPC's files lack the columns MRPC needs: if data were loaded first, this would be a GlueDataError instead
+    (tmp_path / "glue" / "MRPC").mkdir(parents=True)
+    for split in ("train", "dev"):
+        (tmp_path / "glue" / "MRPC" / f"{split}.tsv").write_text("x\ty\n1\t2\n")
+    config = RunConfig.from_dict({"task": "mrpc", "glue_dir": str(tmp_path / "glue"), "output_dir": str(blocker)})
     with pytest.raises(ConfigError, match=r"cannot write the run folder .*not-a-folder/mrpc-vera-r256-s0-\w+: .*; give "
                                           r"an output_dir that is a writable folder"):
         run_experiment(config)

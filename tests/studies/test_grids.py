@@ -82,7 +82,7 @@ def test_task_overrides_from_a_grid_file_and_their_typos(tmp_path):
     grid = _grid_file(tmp_path, {"tasks": ["digits", "mnist_5k"], "seeds": [0], "points": [{"method": "head"}],
                                  "task_overrides": {"digits": {"epochs": 7}}})
     points = expand("vit", load_grid("vit", "default", grid), tmp_path)
-    assert {(p.params["task"], p.params["epochs"]) for p in points} == {("digits", 7), ("mnist_5k", 20)}
+    assert {(p.params["task"], p.params["epochs"]) for p in points} == {("digits", 7), ("mnist_5k", profiles.DEFAULT_IMAGE["epochs"])}
     typo = _grid_file(tmp_path, {"tasks": ["digits"], "task_overrides": {"digit": {"epochs": 7}}})
     with pytest.raises(ConfigError, match=r"task_overrides names task\(s\) \['digit'\] that are not in the grid's "
                                           r"tasks \['digits'\]"):
@@ -136,6 +136,10 @@ def test_glue_dry_run_gives_every_glue_point_the_folder_and_a_study_it_lacks_is_
     vit = subprocess.run([sys.executable, "-m", "veralab", "sweep", "vit", "--profile", "glue", "--dry-run"],
                          capture_output=True, text=True, timeout=120)
     assert vit.returncode == 2 and "profile 'glue' has no study 'vit'; its studies: main_table" in vit.stderr
+    empty = subprocess.run([sys.executable, "-m", "veralab", "sweep", "main_table", "--profile", "glue", "--dry-run",
+                            "--glue-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr  # refused before any run, in one line
+    assert f"GLUE dir {tmp_path} has no SST-2/train.tsv for task 'sst2' (it holds: nothing)" in empty.stderr
 
 
 def test_glue_learning_rates_are_the_committed_selections_winners(glue_dir):

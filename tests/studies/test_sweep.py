@@ -89,12 +89,15 @@ def test_interrupted_sweep_resumes_and_redoes_nothing(tmp_path):
 
 
 def test_a_failing_point_does_not_stop_the_others(tmp_path, capsys):
+    (tmp_path / "glue" / "MRPC").mkdir(parents=True)  # MRPC's files are there but lack MRPC's columns
+    for split in ("train", "dev"):
+        (tmp_path / "glue" / "MRPC" / f"{split}.tsv").write_text("x\ty\n1\t2\n")
     grid = _grid_file(tmp_path, [{"method": "vera", "rank": 4}], tasks=("mrpc", "rotten_tomatoes"),
-                      base={**TINY_TEXT, "glue_dir": str(tmp_path / "no-glue")})
+                      base={**TINY_TEXT, "glue_dir": str(tmp_path / "glue")})
     summary = run_sweep("rank_sweep", grid_file=grid, output_dir=str(tmp_path / "runs"), jobs=2)
     assert summary["done"] == 1 and len(summary["failed"]) == 1
     failure = summary["failed"][0]
-    assert failure["name"].startswith("mrpc-vera") and "has no MRPC/train.tsv" in failure["error"]
+    assert failure["name"].startswith("mrpc-vera") and "lacks column(s)" in failure["error"]
     assert Path(failure["notebook"]).is_file()
     printed = capsys.readouterr().out
     assert "1 failed" in printed and f"executed notebook: {failure['notebook']}" in printed

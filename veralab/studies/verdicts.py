@@ -91,7 +91,7 @@ def glue_findings(rank: int, lora_rank: int, low_rank: int = 1) -> list[Finding]
 def vit_findings(rank: int, lora_rank: int, tasks: tuple[str, ...]) -> list[Finding]:
     """The image findings on the default profile's tiny-ViT study."""
     ran = ("Ran: the project's tiny ViT (0.45M parameters, pretrained on Fashion-MNIST), not ViT-B, on MNIST-5k and "
-           "sklearn digits (50 training images per class, 20 epochs; test-split accuracy; `results/default`).")
+           "sklearn digits (50 training images per class, 15 epochs; test-split accuracy; `results/default`).")
     return [
         Finding("ViT: VeRA is close to LoRA with fewer adapter parameters",
                 "ViT-B few-shot: VeRA (24,576) within about a point of LoRA (294,912)", tasks,
