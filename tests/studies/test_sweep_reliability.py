@@ -55,8 +55,8 @@ def _descendants(proc):
         return []
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_ctrl_c_stops_at_once_kills_the_kernels_and_says_one_line(tmp_path, jobs):
+@pytest.mark.parametrize("jobs, to_group", [(1, True), (2, True), (1, False)])
+def test_ctrl_c_stops_at_once_kills_the_kernels_and_says_one_line(tmp_path, jobs, to_group):
     grid = _grid(tmp_path, [{"method": "vera", "rank": r} for r in (4, 8)], base=LONG)
     out = tmp_path / "runs"
     proc = subprocess.Popen(_sweep_cmd(grid, out, "--jobs", str(jobs)), stdout=subprocess.PIPE,
@@ -68,7 +68,10 @@ def test_ctrl_c_stops_at_once_kills_the_kernels_and_says_one_line(tmp_path, jobs
     time.sleep(8)  # inside the training cell by now
     started = _descendants(proc)
     assert any("ipykernel" in " ".join(p.cmdline()) for p in started)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    else:
+        proc.send_signal(signal.SIGINT)  # `kill -INT <pid>`: the sweep alone, not its kernels
     output, _ = proc.communicate(timeout=20)  # a few seconds, not the rest of the training
     assert proc.returncode == 130
     lines = [line for line in output.splitlines() if line.strip()]

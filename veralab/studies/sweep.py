@@ -260,11 +260,8 @@ def _ignore_sigint() -> None:
 
 def _run_local(points, jobs, timeout, bar):
     results = []
-    if jobs == 1:
-        for p in points:
-            results.append(execute_point(p, timeout, worker_env(0, 1)))
-            bar.update(1)
-        return results
+    # Workers, even for jobs=1: Ctrl-C must reach this process alone (they ignore SIGINT), or a kernel's interrupted
+    # cell can end its point as "failed" before this process sees the KeyboardInterrupt, and the sweep goes on.
     # spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock the child
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_ignore_sigint)
