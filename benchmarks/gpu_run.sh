@@ -17,12 +17,17 @@
 #   bench_full    bench_vera.py --size full (--cpu-smoke: --size tiny) and --crossover
 #   sweep         bench_sweep.py --jobs 1 2 4 8: a real papermill sweep, several runs sharing the GPU, with each
 #                 run's device as its record.json reports it (--cpu-smoke: --jobs 1 2, 2 points, 1 epoch)
-#   glue_campaign the real-data GLUE campaign's hook: skipped until benchmarks/glue_campaign.sh exists and
-#                 VERALAB_GLUE_CAMPAIGN=1 (it gets the GLUE folder as $VERALAB_GLUE_DIR and its output folder)
+#   glue_campaign the real-GLUE campaign (`veralab sweep all --profile glue`, RESULTS.md's data) into the checkout's
+#                 results/glue/glue, where the committed records count as done: it resumes across calls and stops
+#                 at the budget (not a failure); glue_records.tar.gz holds every record.json it has, to unpack at
+#                 the repository root (--cpu-smoke: one tiny SST-2 point). On the GPU only when asked:
+#                   GPU_RUN_STEPS=glue_campaign bash benchmarks/gpu_run.sh OUT_DIR
 #
 # OUT_DIR receives at most 8 files (the device returns 8 of at most 16 MiB): summary.md, pytest.txt,
-# bench_check.txt, bench_vera.md, sweep.md, sweep_runs.csv and logs.tar.gz (every log, CSV and run record).
-# Environment: PYTHON (default python3), VERALAB_GPU_KIT (default .gpu-kit), GPU_RUN_BUDGET_S.
+# bench_check.txt, bench_vera.md, sweep.md, sweep_runs.csv, glue_records.tar.gz and logs.tar.gz (every log, CSV and
+# run record). Environment: PYTHON (default python3), VERALAB_GPU_KIT (default .gpu-kit), GPU_RUN_BUDGET_S,
+# GPU_RUN_STEPS (the steps after setup; default: all but glue_campaign on the GPU, all with --cpu-smoke),
+# GLUE_JOBS (campaign runs sharing the GPU, default 6).
 set -uo pipefail
 
 OUT=${1:?usage: benchmarks/gpu_run.sh OUT_DIR [--cpu-smoke]}
@@ -30,6 +35,11 @@ MODE=gpu
 if [ "${2:-}" = "--cpu-smoke" ]; then MODE=cpu-smoke; elif [ -n "${2:-}" ]; then
     echo "unknown option ${2}; usage: benchmarks/gpu_run.sh OUT_DIR [--cpu-smoke]" >&2; exit 2; fi
 [ -f veralab/__init__.py ] || { echo "run from the repository root" >&2; exit 2; }
+ALL_STEPS="cuda_tests bench_check bench_full bench_crossover sweep glue_campaign"
+if [ "$MODE" = gpu ]; then STEPS=${GPU_RUN_STEPS:-${ALL_STEPS% glue_campaign}}; else STEPS=${GPU_RUN_STEPS:-$ALL_STEPS}; fi
+for s in $STEPS; do [[ " $ALL_STEPS " == *" $s "* ]] || {
+    echo "GPU_RUN_STEPS names $s; the steps are: $ALL_STEPS" >&2; exit 2; }; done
+wants() { [[ " $STEPS " == *" $1 "* ]]; }
 KIT=$(cd "${VERALAB_GPU_KIT:-.gpu-kit}" 2>/dev/null && pwd) || {
     echo "no GPU kit at ${VERALAB_GPU_KIT:-.gpu-kit}: build it with python benchmarks/gpu_kit.py" >&2; exit 2; }
 PY=${PYTHON:-python3}
@@ -67,6 +77,7 @@ left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 # past the budget (less 20 s kept for packing up); records the outcome in the summary.
 step() {
     local name=$1 cap=$2; shift 2
+    wants "$name" || { skip "$name" "not in GPU_RUN_STEPS ($STEPS)"; return 0; }
     local limit; limit=$(left); limit=$(( limit - 20 )); [ "$limit" -gt "$cap" ] && limit=$cap
     if [ "$limit" -lt 10 ]; then
         echo "| $name | not run: no time left in the ${BUDGET} s budget | 0 |" >> "$SUMMARY"; FAILED=$((FAILED + 1))
@@ -78,7 +89,8 @@ step() {
     local took=$(( $(date +%s) - t0 ))
     case $rc in
         0) status=ok ;;
-        124|137) status="TIMED OUT after ${limit} s" ;;
+        124|137) [ "$name" = glue_campaign ] && { rc=0; status="stopped at the budget (resumes on the next call)"; } ||
+            status="TIMED OUT after ${limit} s" ;;
         *) status="FAILED (exit $rc)" ;;
     esac
     [ "$rc" = 0 ] || FAILED=$((FAILED + 1))
@@ -201,9 +213,9 @@ else
 fi
 
 step cuda_tests 150 "$PY" -m pytest -q -p no:cacheprovider -rs tests/core/test_cuda.py tests/core/test_fast.py
-cp "$LOGS/cuda_tests.log" "$OUT/pytest.txt"
+cp "$LOGS/cuda_tests.log" "$OUT/pytest.txt" 2>/dev/null
 step bench_check 90 "$PY" benchmarks/bench_vera.py --check
-cp "$LOGS/bench_check.log" "$OUT/bench_check.txt"
+cp "$LOGS/bench_check.log" "$OUT/bench_check.txt" 2>/dev/null
 step bench_full 200 "$PY" benchmarks/bench_vera.py "${FULL[@]}" --out "$BENCH"
 step bench_crossover 60 "$PY" benchmarks/bench_vera.py "${CROSS[@]}" --out "$BENCH"
 cat "$BENCH"/results_*.md "$BENCH"/crossover_*.md > "$OUT/bench_vera.md" 2>/dev/null
@@ -211,11 +223,22 @@ step sweep 600 "$PY" benchmarks/bench_sweep.py "${SWEEP[@]}" --out "$BENCH" --ke
 cat "$BENCH"/sweep_*.md > "$OUT/sweep.md" 2>/dev/null
 cp "$BENCH"/sweep_*_runs.csv "$OUT/sweep_runs.csv" 2>/dev/null
 
-# The real-data GLUE campaign (its own issue) plugs in here.
-if [ -f benchmarks/glue_campaign.sh ] && [ "${VERALAB_GLUE_CAMPAIGN:-0}" = 1 ]; then
-    step glue_campaign 600 bash benchmarks/glue_campaign.sh "$VERALAB_GLUE_DIR" "$WORK/glue_campaign"
+# The real-GLUE campaign: the glue profile into the checkout's results/glue/glue (committed records are done).
+if [ "$MODE" = gpu ]; then  # GLUE_ROOT/GLUE_RUNS: where the records go, and the tarball's root
+    GLUE_ROOT=$PWD GLUE_RUNS=results/glue/glue
+    CAMPAIGN=(all --profile glue --jobs "${GLUE_JOBS:-6}")
 else
-    skip glue_campaign "hook for the real-data GLUE campaign: add benchmarks/glue_campaign.sh and set VERALAB_GLUE_CAMPAIGN=1"
+    GLUE_ROOT=$WORK GLUE_RUNS=glue_campaign
+    printf 'tasks: [sst2]\nseeds: [0]\npoints: [{method: head}]\nbase: {epochs: 1, max_train_samples: 32, %s}\n' \
+        'max_eval_samples: 32, max_validation_samples: 32' > "$WORK/glue_smoke.yaml"
+    CAMPAIGN=(main_table --profile glue_cpu --grid "$WORK/glue_smoke.yaml" --jobs 1)
+fi
+step glue_campaign 100000 "$PY" -m veralab sweep "${CAMPAIGN[@]}" --output-dir "$GLUE_ROOT/$GLUE_RUNS" \
+    --glue-dir "${VERALAB_GLUE_DIR:-}"
+if wants glue_campaign; then
+    (cd "$GLUE_ROOT" && find "$GLUE_RUNS" -name record.json 2>/dev/null) > "$WORK/glue.list"
+    tar -czf "$OUT/glue_records.tar.gz" -C "$GLUE_ROOT" -T "$WORK/glue.list"
+    echo "glue campaign: $(wc -l < "$WORK/glue.list") records under $GLUE_RUNS in glue_records.tar.gz" >> "$WORK/depcheck.txt"
 fi
 
 # ---- pack up ----------------------------------------------------------------------------------------------------

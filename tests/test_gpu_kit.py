@@ -250,6 +250,13 @@ def smoke_kit(tmp_path_factory):
     return kit
 
 
+def test_gpu_run_refuses_an_unknown_step(tmp_path):
+    env = {**os.environ, "VERALAB_GPU_KIT": str(tmp_path), "GPU_RUN_STEPS": "sweep glue"}
+    done = subprocess.run(["bash", "benchmarks/gpu_run.sh", str(tmp_path / "out"), "--cpu-smoke"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "GPU_RUN_STEPS names glue; the steps are: cuda_tests bench_check" in done.stderr
+
+
 @pytest.mark.slow
 def test_gpu_run_cpu_smoke_runs_every_step_end_to_end(smoke_kit, tmp_path):
     out = tmp_path / "out"
@@ -259,13 +266,18 @@ def test_gpu_run_cpu_smoke_runs_every_step_end_to_end(smoke_kit, tmp_path):
                           capture_output=True, text=True, timeout=560)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["bench_check.txt", "bench_vera.md", "logs.tar.gz", "pytest.txt", "summary.md", "sweep.md",
-                     "sweep_runs.csv"]
+    assert files == ["bench_check.txt", "bench_vera.md", "glue_records.tar.gz", "logs.tar.gz", "pytest.txt",
+                     "summary.md", "sweep.md", "sweep_runs.csv"]
     assert all(p.stat().st_size <= 16 * 2**20 for p in out.iterdir())  # what the device sends back
     summary = (out / "summary.md").read_text()
-    for step in ("setup", "cuda_tests", "bench_check", "bench_full", "bench_crossover", "sweep"):
+    for step in ("setup", "cuda_tests", "bench_check", "bench_full", "bench_crossover", "sweep", "glue_campaign"):
         assert f"| {step} | ok |" in summary, summary
-    assert "| glue_campaign | skipped: hook for the real-data GLUE campaign" in summary
+    with tarfile.open(out / "glue_records.tar.gz") as tar:  # the campaign's records, from real GLUE (the kit's)
+        [member] = tar.getmembers()
+        record = json.load(tar.extractfile(member))
+    assert member.name.startswith("glue_campaign/sst2-head-s0-") and record["status"] == "ok"
+    assert record["config"]["glue_dir"] and record["data"]["train_used"] == 32
+    assert "glue campaign: 1 records under glue_campaign" in summary
     assert "dependencies the kit relies on: " in summary and "all versions fit" in summary
     assert "skipped" in (out / "pytest.txt").read_text() and "failed" not in (out / "pytest.txt").read_text()
     assert (out / "bench_check.txt").read_text().count("-> ok") == 4

@@ -87,3 +87,10 @@ def test_report_states_what_ran_the_rules_and_missing_runs():
     assert "### 7. Shared A/B are as good as independent ones per layer: **inconclusive (not every run" in text
     assert "no runs yet on mrpc, stsb" in text
     assert "### 1. VeRA is close to LoRA with fewer adapter parameters: **inconclusive (not every run" in text
+
+
+def test_one_pair_gets_no_interval_and_says_so_instead_of_nan():
+    rows = [_record("rte", 0, 0.60), _record("rte", 0, 0.55, shared=False)]
+    text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
+    assert "nan" not in text
+    assert "shared A/B − independent A/B: mean +5.0 points, 95% interval [no interval from 1 pair], n=1" in text

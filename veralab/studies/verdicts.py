@@ -188,6 +188,13 @@ def _signed(value: float) -> str:
     return f"{value:+.1f}"
 
 
+def _interval(result: dict) -> str:
+    """The 95% interval, or why there is none (one pair has no spread to build it from)."""
+    if np.isnan(result["low"]):
+        return f"[no interval from {result['n']} pair]"
+    return f"[{_signed(result['low'])}, {_signed(result['high'])}]"
+
+
 def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple[str, str, str]:
     """(markdown section, verdict, one-line summary) of a finding."""
     results = [compare(frame, finding, c) for c in finding.comparisons]
@@ -210,13 +217,12 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple
             lines.append(f"- {c.x_label} − {c.y_label}: not run yet.")
             continue
         text = (f"{c.x_label} − {c.y_label}: mean {_signed(result['mean'])} points, 95% interval "
-                f"[{_signed(result['low'])}, {_signed(result['high'])}], n={result['n']} pairs over "
+                f"{_interval(result)}, n={result['n']} pairs over "
                 f"{len(result['rows'])} task(s), sign-flip p={result['p']:.3g} → {result['verdict']}")
         if result["missing"]:
             text += f" (no runs yet on {', '.join(result['missing'])})"
         lines.append(f"- {text}.")
-        summary.append(f"{c.x_label} − {c.y_label} {_signed(result['mean'])} "
-                       f"[{_signed(result['low'])}, {_signed(result['high'])}] (n={result['n']})")
+        summary.append(f"{c.x_label} − {c.y_label} {_signed(result['mean'])} {_interval(result)} (n={result['n']})")
     lines += [*(f"- {note}" for note in finding.notes), ""]
     return "\n".join(lines), overall, "; ".join(summary) or "not run yet"
 
