@@ -1,5 +1,8 @@
 """Verdicts on the paper's findings: the paired statistics, the rules, and RESULTS.md from records."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +11,7 @@ from scipy import stats
 from veralab.core.config import AdapterConfig
 from veralab.experiment import RunConfig
 from veralab.studies.collect import flatten
+from veralab.studies.sweep import sweep_points
 from veralab.studies.verdicts import (
     Comparison,
     Finding,
@@ -94,3 +98,16 @@ def test_one_pair_gets_no_interval_and_says_so_instead_of_nan():
     text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
     assert "nan" not in text
     assert "shared A/B − independent A/B: mean +5.0 points, 95% interval [no interval from 1 pair], n=1" in text
+
+
+def test_committed_glue_records_are_ok_points_of_the_glue_cpu_profile(glue_dir, tmp_path):
+    """RESULTS.md draws on results/glue/glue_cpu: each record there must be a point the profile still makes, from
+    these GLUE files (the run name holds their sha256), so a changed profile cannot leave stale records behind."""
+    folder = Path(__file__).resolve().parents[2] / "results" / "glue" / "glue_cpu"
+    committed = {p.parent.name: json.loads(p.read_text())["status"] for p in folder.glob("*/record.json")}
+    if not committed:
+        pytest.skip("no committed glue_cpu records")
+    expected = {p.run_dir.name for p in sweep_points("all", "glue_cpu", output_dir=str(tmp_path),
+                                                     glue_dir=str(glue_dir))}
+    assert set(committed) <= expected, sorted(set(committed) - expected)
+    assert set(committed.values()) == {"ok"}
