@@ -105,6 +105,7 @@ def test_glue_run_on_real_rte_tsvs(glue_dir, tmp_path):
                                       max_train_samples=32, max_eval_samples=32, max_length=64, batch_size=16, rank=8))
     assert record["evaluated_on"] == "validation" and record["test"] is None
     assert record["data"]["sizes"] == {"train": 2490, "validation": 277}
+    assert set(record["data"]["majority_class"]["accuracy"]) == {"validation"}  # the no-skill level, for figures
 
 
 @pytest.mark.slow
@@ -113,6 +114,7 @@ def test_stsb_is_a_regression_with_pearson(glue_dir, tmp_path):
                                       max_train_samples=32, max_eval_samples=64, max_length=64, batch_size=16, rank=8))
     assert record["metric"] == "pearson" and set(record["final"]) == {"pearson", "spearman"}
     assert record["params"]["trainable"] == 12 * (384 + 8) + 384 + 1  # one regression output
+    assert "majority_class" not in record["data"]  # no classes
 
 
 @pytest.mark.slow

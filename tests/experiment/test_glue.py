@@ -3,6 +3,7 @@
 import pytest
 
 from veralab.experiment.glue import GlueDataError, read_glue_split
+from veralab.experiment.run import majority_class
 
 OFFICIAL_SIZES = {("sst2", "train"): 67349, ("sst2", "dev"): 872, ("mrpc", "train"): 3668, ("mrpc", "dev"): 408,
                   ("rte", "train"): 2490, ("rte", "dev"): 277, ("stsb", "train"): 5749, ("stsb", "dev"): 1500}
@@ -136,3 +137,14 @@ def test_unknown_label_names_file_and_first_line(tmp_path):
     with pytest.raises(GlueDataError, match=rf"^{path} has labels \['negative'\] that task 'sst2' does not know "
                                             r"\(first on line 3\); allowed: \('0', '1'\)"):
         read_glue_split(tmp_path, "sst2", "train")
+
+
+def test_majority_class_of_real_mrpc_dev_is_the_paraphrase_label_at_68_percent(glue_dir):
+    _, dev = read_glue_split(glue_dir, "mrpc", "dev")
+    assert majority_class({"validation": dev}) == {"label": {"validation": 1},
+                                                   "accuracy": {"validation": round(279 / 408, 6)}}
+
+
+def test_majority_class_is_each_splits_most_frequent_label_and_its_share():
+    assert majority_class({"a": [2, 0, 0, 0], "b": [1, 2, 2]}) == {"label": {"a": 0, "b": 2},
+                                                                   "accuracy": {"a": 0.75, "b": round(2 / 3, 6)}}

@@ -24,7 +24,7 @@ from veralab.studies.verdicts import (
 )
 
 
-def _record(task, seed, score, epochs=4, **adapter):
+def _record(task, seed, score, epochs=4, majority=None, **adapter):
     config = RunConfig(adapter=AdapterConfig(**{"method": "vera", "rank": 1024, **adapter}), task=task,
                        run_seed=seed, epochs=epochs)
     counts = {"adapter": 16896 if config.adapter.method == "vera" else 73728, "head": 770}
@@ -33,7 +33,9 @@ def _record(task, seed, score, epochs=4, **adapter):
                     "best": {"accuracy": score, "epoch": epochs}, "evaluated_on": "validation", "test": None,
                     "params": {**counts, "trainable": counts["adapter"] + 770, "total": 22_700_000},
                     "time": {"wall_seconds": 60.0, "samples_per_second": 50.0}, "device": {"type": "cpu"},
-                    "data": {"train_used": 1024, "eval_used": {"validation": 408}}})
+                    "data": {"train_used": 1024, "eval_used": {"validation": 408},
+                             **({"majority_class": {"label": {"validation": 1}, "accuracy": {"validation": majority}}}
+                                if majority is not None else {})}})
 
 
 def _frame(rows):
@@ -111,3 +113,11 @@ def test_committed_glue_records_are_ok_points_of_the_glue_cpu_profile(glue_dir, 
                                                      glue_dir=str(glue_dir))}
     assert set(committed) <= expected, sorted(set(committed) - expected)
     assert set(committed.values()) == {"ok"}
+
+
+def test_report_gives_each_classification_tasks_majority_class_level():
+    rows = [_record("rte", seed, 0.50, majority=0.527076) for seed in (0, 1)]
+    rows += [_record("stsb", 0, 0.80)]  # a regression: no classes, no level
+    text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
+    assert "majority class (the best constant answer: the scored split's most frequent label): rte 52.7; a " \
+           "classifier at or below it has learned nothing" in text

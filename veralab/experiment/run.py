@@ -97,8 +97,18 @@ def _text_setup(config: RunConfig, device) -> TaskSetup:
     info = {"source": data.source, **data.notes, "train_used": len(splits["train"]),
             "eval_used": {name: len(splits[name]) for name in evals},
             "max_length": config.max_length, "tokenizer": tokenizer.name_or_path}
+    if data.num_labels > 1:
+        info["majority_class"] = majority_class({name: encoded[name]["label"] for name in evals})
     return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(splits["train"]), eval_batches,
                      evals, lambda m, inputs: m(**inputs).logits, info)
+
+
+def majority_class(eval_labels: dict) -> dict:
+    """Per scored split, its most frequent label and that label's share: the best score any constant answer gets,
+    the level a classifier must beat to have learned anything (MRPC's dev split is 68% paraphrases)."""
+    found = {name: np.unique(np.asarray(labels), return_counts=True) for name, labels in eval_labels.items()}
+    return {"label": {name: int(values[counts.argmax()]) for name, (values, counts) in found.items()},
+            "accuracy": {name: round(float(counts.max() / counts.sum()), 6) for name, (_, counts) in found.items()}}
 
 
 def grouped_by_length(order, lengths, batch_size: int, rng, chunk_batches: int = 8) -> np.ndarray:

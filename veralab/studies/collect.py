@@ -79,6 +79,7 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     data = record.get("data") or {}
     row["train_size"] = data.get("train_used")
     row["eval_size"] = (data.get("eval_used") or {}).get(row.get("score_split"))
+    row["majority_score"] = ((data.get("majority_class") or {}).get("accuracy") or {}).get(row.get("score_split"))
     row["path"] = str(path) if path else None
     return row
 
@@ -109,7 +110,7 @@ def collect_records(runs="runs") -> pd.DataFrame:
     columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "setting", "metric", "score",
                "score_split", "score_best", "best_epoch", "adapter_params", "head_params", "trainable", "total",
                "adapter_bytes", "wall_seconds", "samples_per_second", "error", "device", "train_size", "eval_size",
-               "path"]
+               "majority_score", "path"]
     frame = pd.DataFrame(rows, columns=columns)
     frame.attrs["skipped"] = skipped
     return frame

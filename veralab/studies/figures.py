@@ -231,11 +231,22 @@ def _point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]],
     ax.set_xlabel("(adapter parameters; the task head is not counted)", fontsize=7.5, color="#555555")
     ax.set_ylabel(f"{data['metric'].iloc[0]} (%)")
     ax.tick_params(axis="x", labelsize=7.5)
+    _majority_line(ax, plotted)
     low, high = ax.get_ylim()
     if high - low < MIN_SPAN:  # a 1-point difference must not fill the axis: runs differ by ~2 points by chance
         middle = (low + high) / 2
         ax.set_ylim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
     ax.margins(y=0.25)
+
+
+def _majority_line(ax, runs: pd.DataFrame) -> None:
+    """A dotted line at the majority-class score (the best constant answer on the scored split), where records hold it:
+    a score on or under it is no skill."""
+    levels = runs["majority_score"].dropna().unique() if "majority_score" in runs else []
+    if len(levels) == 1:
+        ax.axhline(100 * levels[0], color="#888888", ls=":", lw=1.2, zorder=0)
+        ax.annotate("majority class", (1, 100 * levels[0]), xycoords=("axes fraction", "data"), xytext=(-2, 2),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=7, color="#666666")
 
 
 def _vera_at(frame: pd.DataFrame, rank: int) -> pd.DataFrame:

@@ -245,7 +245,20 @@ def what_ran(frame: pd.DataFrame) -> list[str]:
                                        for m in lrs.index if any(pd.notna(v) for v in lrs[m]))
         + f"; head {', '.join(f'{v:g}' for v in sorted(ok['head_lr'].dropna().unique()))}",
         f"{len(ok)} ok runs ({(frame['status'] != 'ok').sum()} not ok), {wall / 3600:.2f} CPU-worker hours in all",
+        *_majority_levels(ok),
     ]
+
+
+def _majority_levels(ok: pd.DataFrame) -> list[str]:
+    """The no-skill level of each classification task, so a reader sees which scores are no better than it."""
+    if "majority_score" not in ok:
+        return []
+    levels = ok.dropna(subset=["majority_score"]).groupby("task")["majority_score"].unique()
+    if levels.empty:
+        return []
+    return ["majority class (the best constant answer: the scored split's most frequent label): " +
+            ", ".join(f"{task} {100 * values[0]:.1f}" for task, values in levels.items() if len(values) == 1) +
+            "; a classifier at or below it has learned nothing"]
 
 
 DIFFERENCES = """\
