@@ -24,9 +24,9 @@ from veralab.studies.verdicts import (
 )
 
 
-def _record(task, seed, score, epochs=4, majority=None, **adapter):
+def _record(task, seed, score, epochs=4, majority=None, lr=None, **adapter):
     config = RunConfig(adapter=AdapterConfig(**{"method": "vera", "rank": 1024, **adapter}), task=task,
-                       run_seed=seed, epochs=epochs)
+                       run_seed=seed, epochs=epochs, lr=lr)
     counts = {"adapter": 16896 if config.adapter.method == "vera" else 73728, "head": 770}
     return flatten({"status": "ok", "name": config.name(), "config": config.to_dict(), "kind": "text",
                     "model": "minilm", "metric": "accuracy", "final": {"accuracy": score},
@@ -121,3 +121,11 @@ def test_report_gives_each_classification_tasks_majority_class_level():
     text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
     assert "majority class (the best constant answer: the scored split's most frequent label): rte 52.7; a " \
            "classifier at or below it has learned nothing" in text
+
+
+def test_a_selection_among_near_equal_scores_says_it_only_weakly_determines_the_rates():
+    rows = [_record("mrpc", 0, score, majority=0.683824, lr=lr) for score, lr in ((0.706, 1e-2), (0.723, 1e-1))]
+    text = results_report(_frame(rows[:1]), selection=_frame(rows), rank=1024, lora_rank=8)
+    assert "Every candidate scored 70.6–72.3 on the 408 dev examples, where the majority class scores 68.4 and one " \
+           "run's standard error is about 2.2 points: the candidates are not separated by more than two standard " \
+           "errors, so this selection only weakly determines the chosen rates." in text

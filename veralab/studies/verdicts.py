@@ -288,6 +288,22 @@ def selection_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def selection_caveat(frame: pd.DataFrame) -> list[str]:
+    """How well the selection runs separate the candidates: their score range against the majority class and one
+    run's standard error, so a choice made among near-equal scores is not read as a strong one."""
+    ok = frame[(frame["status"] == "ok") & frame["majority_score"].notna()]
+    if ok.empty or ok["metric"].iloc[0] != "accuracy":
+        return []
+    low, high, majority, n = ok["score"].min(), ok["score"].max(), ok["majority_score"].iloc[0], ok["eval_size"].max()
+    error = np.sqrt(high * (1 - high) / n)
+    separated = high - low > 2 * error
+    return [f"Every candidate scored {100 * low:.1f}–{100 * high:.1f} on the {int(n):,} dev examples, where "
+            f"the majority class scores {100 * majority:.1f} and one run's standard error is about "
+            f"{100 * error:.1f} points: the candidates are {'' if separated else 'not '}separated by more than two "
+            f"standard errors, so this selection {'supports' if separated else 'only weakly determines'} the chosen "
+            f"rates.", ""]
+
+
 def results_report(glue: pd.DataFrame, vit: pd.DataFrame | None = None, selection: pd.DataFrame | None = None,
                    *, rank: int, lora_rank: int, expected_runs: int | None = None, reduction: str = "",
                    figures_prefix: str = "figures/glue_") -> str:
@@ -348,7 +364,7 @@ def results_report(glue: pd.DataFrame, vit: pd.DataFrame | None = None, selectio
                   "One run per candidate on MRPC (train subsample as in the campaign, seed 0), scored on MRPC dev; "
                   "the rate with the best final-epoch dev score was kept for every task and study (`glue_select` "
                   "profile, `results/glue/glue_select`). Choosing on dev and reporting dev favours every method alike; "
-                  "the paper does the same.", "", selection_table(selection)]
+                  "the paper does the same.", "", selection_table(selection), *selection_caveat(selection)]
     parts += ["## Figures and tables", "",
               f"`{figures_prefix}main.png` (head / full / LoRA / VeRA per task), `{figures_prefix}rank_sweep.png`, "
               f"`{figures_prefix}init_ablation.png`, `{figures_prefix}vector_ablation.png`; every setting's median "
