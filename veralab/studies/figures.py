@@ -156,6 +156,19 @@ def rank_sweep_tasks(frame: pd.DataFrame) -> list[str]:
     return sorted({task for (task, _), n in ranks.items() if n > 1})
 
 
+def _label_ranks(ax, summary: pd.DataFrame) -> None:
+    """"r=..." beside each rank's point; VeRA's ranks lie close together on the parameter axis (12 x (384 + r) on
+    MiniLM), so a label near its neighbour moves further up or down, alternately, instead of overlapping it."""
+    for _, rows in summary.groupby("method"):
+        previous, stack = None, 0
+        for _, row in rows.sort_values("adapter_params").iterrows():
+            stack = stack + 1 if previous and row["adapter_params"] / previous < 1.3 else 0
+            previous = row["adapter_params"]
+            ax.annotate(f"r={int(row['rank'])}", (row["adapter_params"], row["center"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 6 + 9 * stack if stack % 2 else -11 - 9 * stack),
+                        color=PALETTE[row["method"]])
+
+
 def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
     """Score vs adapter parameters (log x) for VeRA and LoRA across ranks, one panel per text task; head only is
     the dashed line (no adapter parameters); the paper's values are stars."""
@@ -178,9 +191,7 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
             sns.lineplot(adapters, x="adapter_params", y="percent", hue="method", hue_order=["vera", "lora"],
                          palette=PALETTE, estimator=estimator, errorbar=errorbar, err_style="bars", marker="o",
                          err_kws={"capsize": 3}, ax=ax)
-        for i, (_, row) in enumerate(summary[summary["method"] != "head"].sort_values("adapter_params").iterrows()):
-            ax.annotate(f"r={int(row['rank'])}", (row["adapter_params"], row["center"]), fontsize=7,
-                        textcoords="offset points", xytext=(4, 6 if i % 2 else -11), color=PALETTE[row["method"]])
+        _label_ranks(ax, summary[summary["method"] != "head"])
         for _, row in summary[summary["method"] == "head"].iterrows():
             ax.axhline(row["center"], color=PALETTE["head"], ls="--", lw=1.2)
             ax.axhspan(row["low"], row["high"], color=PALETTE["head"], alpha=0.12, lw=0)
