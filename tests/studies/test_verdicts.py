@@ -129,3 +129,11 @@ def test_a_selection_among_near_equal_scores_says_it_only_weakly_determines_the_
     assert "Every candidate scored 70.6–72.3 on the 408 dev examples, where the majority class scores 68.4 and one " \
            "run's standard error is about 2.2 points: the candidates are not separated by more than two standard " \
            "errors, so this selection only weakly determines the chosen rates." in text
+
+
+def test_an_arm_at_the_majority_class_level_is_marked_as_showing_no_skill():
+    rows = [_record("rte", seed, 0.53 + 0.1 * (seed == 2), majority=0.527076) for seed in (0, 1, 2)]
+    rows += [_record("rte", seed, 0.70, majority=0.527076, shared=False) for seed in (0, 1, 2)]
+    text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
+    assert "| 53.0 [53.0, 63.0] (n=3) † | 70.0 [70.0, 70.0] (n=3) |" in text  # 53.0 < 52.7 + 2.5 (one SE at 408)
+    assert "† median within one standard error of the majority class" in text

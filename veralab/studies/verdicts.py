@@ -166,9 +166,22 @@ def compare(frame: pd.DataFrame, finding: Finding, comparison: Comparison) -> di
 
 def _spread(runs: pd.DataFrame) -> str:
     values = 100 * runs["score"].astype(float)
+    mark = " †" if at_no_skill(runs) else ""
     if len(values) == 1:
-        return f"{values.iloc[0]:.1f} (n=1)"
-    return f"{values.median():.1f} [{values.min():.1f}, {values.max():.1f}] (n={len(values)})"
+        return f"{values.iloc[0]:.1f} (n=1){mark}"
+    return f"{values.median():.1f} [{values.min():.1f}, {values.max():.1f}] (n={len(values)}){mark}"
+
+
+NO_SKILL_NOTE = ("† median within one standard error of the majority class (the best constant answer): no skill "
+                 "shown, so a difference from or to this arm says little about the method.")
+
+
+def at_no_skill(runs: pd.DataFrame) -> bool:
+    """The arm's median is no more than one standard error (of one run's accuracy) above the majority class."""
+    if "majority_score" not in runs or runs["majority_score"].isna().all():
+        return False
+    level, n = float(runs["majority_score"].dropna().iloc[0]), float(runs["eval_size"].max())
+    return float(runs["score"].astype(float).median()) <= level + np.sqrt(level * (1 - level) / n)
 
 
 def finding_verdict(finding: Finding, results: list[dict]) -> str:
@@ -210,6 +223,8 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple
             lines.append(f"| {c.x_label} vs {c.y_label} | {row['task']} ({row['metric']}) | {row['x']} | {row['y']} "
                          f"| {row['x_params']:,} / {row['y_params']:,} | {row['pairs']} | "
                          f"{_signed(row['difference'])} |")
+    if any("†" in row["x"] + row["y"] for result in results for row in result["rows"]):
+        lines += ["", NO_SKILL_NOTE]
     lines.append("")
     for result in results:
         c = result["comparison"]
