@@ -256,8 +256,8 @@ def _majority_line(ax, runs: pd.DataFrame) -> None:
     levels = runs["majority_score"].dropna().unique() if "majority_score" in runs else []
     if len(levels) == 1:
         ax.axhline(100 * levels[0], color="#888888", ls=":", lw=1.2, zorder=0)
-        ax.annotate("majority class", (1, 100 * levels[0]), xycoords=("axes fraction", "data"), xytext=(-2, 2),
-                    textcoords="offset points", ha="right", va="bottom", fontsize=7, color="#666666")
+        ax.annotate("majority class", (0, 100 * levels[0]), xycoords=("axes fraction", "data"), xytext=(3, -2),
+                    textcoords="offset points", ha="left", va="top", fontsize=7, color="#666666")
 
 
 def _vera_at(frame: pd.DataFrame, rank: int) -> pd.DataFrame:
