@@ -1,6 +1,8 @@
 """Verdicts on the paper's findings: the paired statistics, the rules, and RESULTS.md from records."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from veralab.studies.verdicts import (
     paired_difference,
     results_report,
     sign_flip_p,
+    task_verdict,
     vera,
     verdict,
 )
@@ -65,16 +68,60 @@ def test_verdict_rules(claim, low, high, expected):
     assert verdict(claim, low, high) == expected
 
 
-def test_arms_are_paired_by_task_and_seed():
-    rows = [_record(task, seed, 0.70 + 0.01 * seed + (0.03 if task == "rte" else 0.02))
+NOISE = (0.004, -0.003, 0.001)  # per seed, so paired differences have a spread
+
+
+def test_arms_are_paired_by_task_and_seed_and_judged_per_task():
+    rows = [_record(task, seed, 0.70 + 0.01 * seed + (0.03 if task == "rte" else 0.02) + NOISE[seed])
             for task in ("rte", "mrpc") for seed in (0, 1, 2)]
     rows += [_record(task, seed, 0.70 + 0.01 * seed, train_d=False) for task in ("rte", "mrpc") for seed in (0, 1, 2)]
     finding = Finding("both beat b only", "", ("rte", "mrpc"),
                       [Comparison(vera(1024), vera(1024, train_d=False), "both", "b only", "beats")])
     result = compare(_frame(rows), finding, finding.comparisons[0])
-    assert result["n"] == 6 and result["mean"] == pytest.approx(2.5)  # points: +3 on RTE, +2 on MRPC, every seed
-    assert result["low"] > 0 and result["verdict"] == "reproduced"
-    assert [r["task"] for r in result["rows"]] == ["rte", "mrpc"] and result["rows"][0]["pairs"] == 3
+    rte, mrpc = result["rows"]
+    assert (rte["task"], rte["n"], mrpc["n"]) == ("rte", 3, 3)  # every seed paired with its own seed
+    assert rte["mean"] == pytest.approx(3.0 + 100 * np.mean(NOISE)) and mrpc["mean"] == pytest.approx(
+        2.0 + 100 * np.mean(NOISE))
+    assert rte["verdict"] == mrpc["verdict"] == "reproduced" and result["verdict"] == "reproduced"
+
+
+def test_tasks_are_not_pooled_so_one_large_gain_cannot_hide_a_loss():
+    rows = [_record("sst2", s, 0.80 + NOISE[s]) for s in (0, 1, 2)] + [_record("rte", s, 0.60 + NOISE[s])
+                                                                         for s in (0, 1, 2)]
+    rows += [_record("sst2", s, 0.30, method="lora", rank=8) for s in (0, 1, 2)]  # +50 points: a failed arm
+    rows += [_record("rte", s, 0.66, method="lora", rank=8) for s in (0, 1, 2)]  # -6 points
+    finding = Finding("close", "", ("sst2", "rte"), [Comparison(vera(1024), {"method": "lora", "rank": 8}, "VeRA",
+                                                                "LoRA", "close")])
+    result = compare(_frame(rows), finding, finding.comparisons[0])
+    assert [r["verdict"] for r in result["rows"]] == ["reproduced", "not reproduced"]
+    assert result["verdict"] == "inconclusive"  # pooled, the mean of +22 points would have said "reproduced"
+
+
+def test_a_task_where_an_arm_shows_no_skill_does_not_count():
+    rows = [_record("rte", s, 0.53 + NOISE[s], majority=0.527076) for s in (0, 1, 2)]  # at the majority class
+    rows += [_record("rte", s, 0.40, majority=0.527076, shared=False) for s in (0, 1, 2)]
+    rows += [_record("mrpc", s, 0.80 + NOISE[s], majority=0.683824) for s in (0, 1, 2)]
+    rows += [_record("mrpc", s, 0.80, majority=0.683824, shared=False) for s in (0, 1, 2)]
+    finding = Finding("close", "", ("rte", "mrpc"), [Comparison(vera(1024), vera(1024, shared=False), "shared",
+                                                                "independent", "close")])
+    result = compare(_frame(rows), finding, finding.comparisons[0])
+    assert [r["verdict"] for r in result["rows"]] == ["not informative (no skill)", "reproduced"]
+    assert result["verdict"] == "reproduced"
+
+
+def test_degenerate_tasks_are_inconclusive_not_decided():
+    assert task_verdict("beats", paired_difference([0.2] * 3), True) == "inconclusive (no spread across seeds)"
+    assert task_verdict("close", paired_difference([0.0] * 3), True) == "inconclusive (no spread across seeds)"
+    assert task_verdict("beats", paired_difference([5.0, 6.0]), True) == "inconclusive (fewer than 3 pairs)"
+
+
+def test_an_arm_missing_seeds_leaves_the_finding_open():
+    rows = [_record(task, s, 0.80 + NOISE[s]) for task in ("rte", "mrpc", "stsb") for s in (0, 1, 2)]
+    rows += [_record(task, s, 0.70, shared=False) for task in ("rte", "mrpc", "stsb") for s in (0, 1, 2)
+             if task != "mrpc" or s == 0]  # mrpc: one seed of three so far
+    text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
+    assert "### 7. Shared A/B are as good as independent ones per layer: **inconclusive (not every run" in text
+    assert "runs or seeds still missing on mrpc" in text
 
 
 def test_an_arm_that_mixes_settings_is_refused_not_averaged():
@@ -91,7 +138,7 @@ def test_report_states_what_ran_the_rules_and_missing_runs():
     assert "Records: 6 of 153 runs" in text and "a reduction." in text and "seeds: [0, 1, 2]" in text
     assert "95% interval" in text and "sign-flip" in text
     assert "### 7. Shared A/B are as good as independent ones per layer: **inconclusive (not every run" in text
-    assert "no runs yet on mrpc, stsb" in text
+    assert "runs or seeds still missing on mrpc, stsb" in text
     assert "### 1. VeRA is close to LoRA with fewer adapter parameters: **inconclusive (not every run" in text
 
 
@@ -99,7 +146,7 @@ def test_one_pair_gets_no_interval_and_says_so_instead_of_nan():
     rows = [_record("rte", 0, 0.60), _record("rte", 0, 0.55, shared=False)]
     text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
     assert "nan" not in text
-    assert "shared A/B − independent A/B: mean +5.0 points, 95% interval [no interval from 1 pair], n=1" in text
+    assert "| 1 | +5.0 [no interval from 1 pair] | inconclusive (fewer than 3 pairs) |" in text
 
 
 def test_committed_glue_records_are_ok_points_of_the_glue_cpu_profile(glue_dir, tmp_path):
@@ -137,3 +184,18 @@ def test_an_arm_at_the_majority_class_level_is_marked_as_showing_no_skill():
     text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
     assert "| 53.0 [53.0, 63.0] (n=3) † | 70.0 [70.0, 70.0] (n=3) |" in text  # 53.0 < 52.7 + 2.5 (one SE at 408)
     assert "† median within one standard error of the majority class" in text
+
+
+def test_results_cli_writes_the_report_from_the_committed_records_and_names_its_sources(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    if not list((root / "results" / "glue" / "glue_cpu").glob("*/record.json")):
+        pytest.skip("no committed glue_cpu records")
+    out = tmp_path / "RESULTS.md"
+    done = subprocess.run([sys.executable, "-m", "veralab", "results", "--runs", "results/glue/glue_cpu", "--profile",
+                           "glue_cpu", "--selection", "results/glue/glue_select", "--out", str(out)], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert "(glue: `results/glue/glue_cpu`; vit: `results/default`; selection: `results/glue/glue_select`)" in text
+    assert "of 153 runs of the GLUE campaign" in text and "nan" not in text
+    assert text.count("### ") == 9  # every finding, GLUE and ViT, has its section

@@ -139,7 +139,8 @@ def _results(args) -> int:
     vit = collect_records(args.vit_runs) if args.vit_runs else None
     selection = collect_records(args.selection) if args.selection else None
     report = results_report(glue, vit, selection, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK, expected_runs=expected,
-                            reduction=reduction_text(args.profile), figures_prefix=args.figures_prefix)
+                            reduction=reduction_text(args.profile), figures_prefix=args.figures_prefix,
+                            sources={"glue": args.runs, "vit": args.vit_runs, "selection": args.selection})
     write_text_atomic(args.out, report)
     print(f"{args.out}: verdicts from {(glue['status'] == 'ok').sum()} of {expected} GLUE runs")
     return 0

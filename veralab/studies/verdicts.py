@@ -2,9 +2,10 @@
 
 A finding compares two settings (arms) run with the same seeds on the same tasks. The difference is taken per
 (task, seed) pair, which shares the training subsample, data order, head initialization and projection key, in
-points (the metric × 100); a finding's pairs over all its tasks are pooled. Reported: each arm's median [min, max]
-per task, the number of pairs, the mean paired difference with its 95% t-interval, and the exact two-sided
-sign-flip (permutation) p-value. Verdicts follow fixed rules (VERDICT_RULES), stated in the report.
+points (the metric × 100), and judged per task, never pooled across tasks. Reported per task: each arm's median
+[min, max], the number of pairs, the mean paired difference with its 95% t-interval and, for "beats" claims, the
+exact two-sided sign-flip (permutation) p-value. Tasks where an arm shows no skill (at the majority class) do not
+count. Verdicts follow fixed rules (VERDICT_RULES), stated in the report.
 """
 
 from __future__ import annotations
@@ -22,13 +23,17 @@ from .figures import check_one_setting
 
 MARGIN = 2.0  # points: "X is close to / as good as Y" holds when X is at most this much worse than Y
 NO_EFFECT = 1.0  # points: "X beats Y" is refuted when the whole interval lies within ± this
+MIN_PAIRS = 3  # fewer pairs give an interval too wide (t with 1 degree of freedom: 12.7 sd) to decide anything
 VERDICT_RULES = (
-    f'"X beats Y": reproduced when the 95% interval of the mean difference X − Y lies above 0; not reproduced when '
-    f"it lies below 0, or within ±{NO_EFFECT:g} point (no difference that large); else inconclusive. "
-    f'"X is close to (as good as) Y": reproduced when the interval lies above −{MARGIN:g} points (X at most '
-    f"{MARGIN:g} points worse); not reproduced when it lies below −{MARGIN:g}; else inconclusive. A finding with "
-    f"several comparisons is reproduced when all are (or, where it says \"either\", when one is and none is "
-    f"refuted), not reproduced when all are refuted, else inconclusive.")
+    f"Per task, over its seeds: \"X beats Y\" is reproduced when the 95% interval of the mean paired difference "
+    f"X − Y lies above 0; not reproduced when it lies below 0, or within ±{NO_EFFECT:g} point (no difference that "
+    f"large); else inconclusive. \"X is close to (as good as) Y\" is reproduced when the interval lies above "
+    f"−{MARGIN:g} points (X at most {MARGIN:g} points worse: looser than the paper's \"about a point\", which 3 seeds "
+    f"cannot resolve); not reproduced when it lies below −{MARGIN:g}; else inconclusive. A task where an arm shows "
+    f"no skill (†) does not count; with fewer than {MIN_PAIRS} pairs, or the same difference at every seed, a task is "
+    f"inconclusive. A comparison is reproduced (not reproduced) when every task that counts is; a finding when every "
+    f"comparison is; else inconclusive. Each finding is judged at 95% on its own, with no correction for testing "
+    f"several findings.")
 
 
 def vera(rank: int, **changes) -> dict:
@@ -53,7 +58,6 @@ class Finding:
     paper: str  # what the paper reports
     tasks: tuple[str, ...]
     comparisons: list[Comparison]
-    combine: str = "all"  # "all": every comparison must hold; "either": one holding and none refuted is enough
     notes: list[str] = field(default_factory=list)
 
 
@@ -73,10 +77,9 @@ def glue_findings(rank: int, lora_rank: int, low_rank: int = 1) -> list[Finding]
                 "both d and b > d only, b only", ("rte", "mrpc", "stsb"),
                 [Comparison(both, vera(rank, train_b=False, d_init=0.0), "both d and b", "d only (b=1)", "beats"),
                  Comparison(both, vera(rank, train_d=False), "both d and b", "b only (d=1)", "beats")]),
-        Finding("d initialized at 1e-1 or 1e-7 beats 1.0", "d_init 1e-1 and 1e-7 > 1.0", ("mrpc", "stsb"),
+        Finding("d initialized at 1e-1 and at 1e-7 beats 1.0", "d_init 1e-1 and 1e-7 > 1.0", ("mrpc", "stsb"),
                 [Comparison(both, vera(rank, d_init=1.0), "d_init=0.1", "d_init=1", "beats"),
-                 Comparison(vera(rank, d_init=1e-7), vera(rank, d_init=1.0), "d_init=1e-7", "d_init=1", "beats")],
-                combine="either"),
+                 Comparison(vera(rank, d_init=1e-7), vera(rank, d_init=1.0), "d_init=1e-7", "d_init=1", "beats")]),
         Finding("Kaiming uniform A/B beats uniform", "Kaiming uniform > uniform on [0, 1]", ("mrpc", "stsb"),
                 [Comparison(both, vera(rank, projection_init="uniform"), "Kaiming uniform", "uniform", "beats")]),
         Finding("Kaiming uniform A/B beats Kaiming normal", "Kaiming uniform > Kaiming normal", ("mrpc", "stsb"),
@@ -144,24 +147,47 @@ def verdict(claim: str, low: float, high: float) -> str:
     return "reproduced" if low > -MARGIN else "not reproduced" if high < -MARGIN else "inconclusive"
 
 
+def task_verdict(claim: str, stat: dict, informative: bool) -> str:
+    """One task's verdict, or why it has none: an arm without skill, too few pairs, or differences without spread
+    (every seed the same difference, e.g. runs that collapsed to one constant answer: no interval to speak of)."""
+    if not informative:
+        return "not informative (no skill)"
+    if stat["n"] < MIN_PAIRS:
+        return f"inconclusive (fewer than {MIN_PAIRS} pairs)"
+    if np.isclose(stat["high"], stat["low"], rtol=0, atol=1e-6):
+        return "inconclusive (no spread across seeds)"
+    return verdict(claim, stat["low"], stat["high"])
+
+
 def compare(frame: pd.DataFrame, finding: Finding, comparison: Comparison) -> dict:
-    """Per task: both arms' medians [min, max] and n; pooled: the paired difference and the verdict."""
-    rows, differences, missing = [], [], []
+    """Per task: both arms' medians [min, max] and n, the paired differences' mean, 95% interval and verdict.
+    The comparison holds when it holds on every informative task (one where both arms show skill); tasks are never
+    pooled into one interval, as their metrics and spreads differ. A task is missing while it lacks runs or pairs
+    (one arm's seeds without the other's)."""
+    rows, missing = [], []
     for task in finding.tasks:
         x, y = _select(frame, task, comparison.x), _select(frame, task, comparison.y)
         if x.empty or y.empty:
             missing.append(task)
             continue
         pairs = x.merge(y, on="run_seed", suffixes=("_x", "_y"))
-        d = 100 * (pairs["score_x"].astype(float) - pairs["score_y"].astype(float))
-        differences += list(d)
+        if len(pairs) < max(len(x), len(y)):
+            missing.append(task)
+        stat = paired_difference(100 * (pairs["score_x"].astype(float) - pairs["score_y"].astype(float)))
+        informative = not (at_no_skill(x) or at_no_skill(y))
         rows.append({"task": task, "metric": x["metric"].iloc[0], "x": _spread(x), "y": _spread(y),
                      "x_params": int(x["adapter_params"].iloc[0]), "y_params": int(y["adapter_params"].iloc[0]),
-                     "pairs": len(pairs), "difference": float(np.median(d)) if len(d) else float("nan")})
-    result = paired_difference(differences)
-    result.update(rows=rows, missing=missing, comparison=comparison,
-                  verdict="not run yet" if not rows else verdict(comparison.claim, result["low"], result["high"]))
-    return result
+                     **stat, "informative": informative, "verdict": task_verdict(comparison.claim, stat, informative)})
+    decided = [r["verdict"] for r in rows if r["informative"]]
+    if not rows:
+        overall = "not run yet"
+    elif not decided:
+        overall = "inconclusive (no task where both arms show skill)"
+    elif len(set(decided)) == 1 and decided[0] in ("reproduced", "not reproduced"):
+        overall = decided[0]
+    else:
+        overall = "inconclusive"
+    return {"rows": rows, "missing": missing, "comparison": comparison, "verdict": overall}
 
 
 def _spread(runs: pd.DataFrame) -> str:
@@ -173,7 +199,7 @@ def _spread(runs: pd.DataFrame) -> str:
 
 
 NO_SKILL_NOTE = ("† median within one standard error of the majority class (the best constant answer): no skill "
-                 "shown, so a difference from or to this arm says little about the method.")
+                 "shown, so the task says nothing about the comparison and does not count towards its verdict.")
 
 
 def at_no_skill(runs: pd.DataFrame) -> bool:
@@ -188,8 +214,6 @@ def finding_verdict(finding: Finding, results: list[dict]) -> str:
     verdicts = [r["verdict"] for r in results]
     if "not run yet" in verdicts or any(r["missing"] for r in results):
         return "inconclusive (not every run is there yet)"
-    if finding.combine == "either" and "reproduced" in verdicts and "not reproduced" not in verdicts:
-        return "reproduced"
     if len(set(verdicts)) == 1:
         return verdicts[0]
     return "inconclusive"
@@ -202,10 +226,17 @@ def _signed(value: float) -> str:
 
 
 def _interval(result: dict) -> str:
-    """The 95% interval, or why there is none (one pair has no spread to build it from)."""
+    """The 95% interval, or why there is none (fewer than two pairs have no spread to build it from)."""
     if np.isnan(result["low"]):
-        return f"[no interval from {result['n']} pair]"
+        return f"[no interval from {result['n']} pair{'s' if result['n'] != 1 else ''}]"
     return f"[{_signed(result['low'])}, {_signed(result['high'])}]"
+
+
+def _task_difference(row: dict, claim: str) -> str:
+    """A task's mean paired difference with its interval, and the sign-flip p for a "beats" claim (a "close" claim
+    is about a margin, not about zero)."""
+    text = f"{_signed(row['mean'])} {_interval(row)}"
+    return text + (f", p={row['p']:.2g}" if claim == "beats" and row["n"] else "")
 
 
 def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple[str, str, str]:
@@ -215,14 +246,14 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple
     lines = [f"### {number}. {finding.title}: **{overall}**", "", f"Paper: {finding.paper}.", ""]
     if any(r["rows"] for r in results):
         lines += ["| comparison | task (metric) | X: median [min, max] | Y: median [min, max] | adapter params X / Y "
-                  "| pairs | median X − Y |", "|---|---|---|---|---|---:|---:|"]
+                  "| pairs | X − Y: mean [95% interval] | task verdict |", "|---|---|---|---|---|---:|---|---|"]
     summary = []
     for result in results:
         c = result["comparison"]
         for row in result["rows"]:
             lines.append(f"| {c.x_label} vs {c.y_label} | {row['task']} ({row['metric']}) | {row['x']} | {row['y']} "
-                         f"| {row['x_params']:,} / {row['y_params']:,} | {row['pairs']} | "
-                         f"{_signed(row['difference'])} |")
+                         f"| {row['x_params']:,} / {row['y_params']:,} | {row['n']} | "
+                         f"{_task_difference(row, c.claim)} | {row['verdict']} |")
     if any("†" in row["x"] + row["y"] for result in results for row in result["rows"]):
         lines += ["", NO_SKILL_NOTE]
     lines.append("")
@@ -230,16 +261,21 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple
         c = result["comparison"]
         if not result["rows"]:
             lines.append(f"- {c.x_label} − {c.y_label}: not run yet.")
+            summary.append(f"{c.x_label} − {c.y_label}: not run yet")
             continue
-        text = (f"{c.x_label} − {c.y_label}: mean {_signed(result['mean'])} points, 95% interval "
-                f"{_interval(result)}, n={result['n']} pairs over "
-                f"{len(result['rows'])} task(s), sign-flip p={result['p']:.3g} → {result['verdict']}")
+        counted = [r["task"] for r in result["rows"] if r["informative"]]
+        text = (f"{c.x_label} − {c.y_label} → {result['verdict']}: counted on "
+                f"{', '.join(counted) or 'no task'}")
+        if len(counted) < len(result["rows"]):
+            text += f" (no skill on {', '.join(r['task'] for r in result['rows'] if not r['informative'])})"
         if result["missing"]:
-            text += f" (no runs yet on {', '.join(result['missing'])})"
+            text += f"; runs or seeds still missing on {', '.join(result['missing'])}"
         lines.append(f"- {text}.")
-        summary.append(f"{c.x_label} − {c.y_label} {_signed(result['mean'])} {_interval(result)} (n={result['n']})")
+        summary.append(f"{c.x_label} − {c.y_label}: " + ", ".join(
+            f"{r['task']} {_signed(r['mean'])} {_interval(r)}" + ("" if r["informative"] else " †")
+            for r in result["rows"]))
     lines += [*(f"- {note}" for note in finding.notes), ""]
-    return "\n".join(lines), overall, "; ".join(summary) or "not run yet"
+    return "\n".join(lines), overall, "; ".join(summary)
 
 
 def what_ran(frame: pd.DataFrame) -> list[str]:
@@ -321,7 +357,7 @@ def selection_caveat(frame: pd.DataFrame) -> list[str]:
 
 def results_report(glue: pd.DataFrame, vit: pd.DataFrame | None = None, selection: pd.DataFrame | None = None,
                    *, rank: int, lora_rank: int, expected_runs: int | None = None, reduction: str = "",
-                   figures_prefix: str = "figures/glue_") -> str:
+                   figures_prefix: str = "figures/glue_", sources: dict | None = None) -> str:
     """RESULTS.md: what ran, what differs from the paper, the rules, a verdict per finding with its numbers."""
     ok = glue[glue["status"] == "ok"]
     sections, summary = [], []
@@ -345,9 +381,10 @@ def results_report(glue: pd.DataFrame, vit: pd.DataFrame | None = None, selectio
     parts = [
         "# Results: the paper's findings on real GLUE (MiniLM) and on the tiny ViT",
         "",
-        "Generated by `veralab results` from the run records (`results/glue/**/record.json`, the tiny-ViT records "
-        "in `results/default`); do not edit by hand: `make glue GLUE_DIR=...` reruns the studies (resuming) and "
-        "regenerates this file, `make glue-report` only regenerates it.",
+        "Generated by `veralab results` from the run records ("
+        + "; ".join(f"{what}: `{folder}`" for what, folder in (sources or {}).items() if folder)
+        + "); do not edit by hand: `make glue GLUE_DIR=...` reruns the studies (resuming) and regenerates this file, "
+        "`make glue-report` only regenerates it.",
         f"Records: {done} of the GLUE campaign.",
         "",
         "## What ran",
@@ -361,12 +398,14 @@ def results_report(glue: pd.DataFrame, vit: pd.DataFrame | None = None, selectio
         "## How the verdicts are reached",
         "",
         "Each comparison pairs the runs of two settings that share a task and a seed (the same training subsample, "
-        "data order, head initialization and A/B). Differences are in points (accuracy × 100; Pearson × 100 for "
-        "STS-B), pooled over the comparison's tasks: mean, 95% t-interval and exact sign-flip p-value. The score "
-        "is the final epoch's on the dev split (the paper reports dev scores).",
+        "data order and head initialization; VeRA's shared A/B too where both arms have them). Differences are in "
+        "points (accuracy × 100; Pearson × 100 for STS-B), per task, never pooled across tasks: mean, 95% "
+        "t-interval and, for \"beats\" claims, the exact two-sided sign-flip p-value (with 3 pairs it cannot go "
+        "below 0.25; the verdicts rest on the interval). The score is the final epoch's on the dev split (the "
+        "paper reports dev scores).",
         VERDICT_RULES,
         "",
-        "| finding | verdict | mean difference [95% interval] (pairs) |",
+        "| finding | verdict | X − Y per task: mean [95% interval] (†: no skill, not counted) |",
         "|---|---|---|",
         *summary,
         "",
