@@ -266,18 +266,23 @@ def test_gpu_run_cpu_smoke_runs_every_step_end_to_end(smoke_kit, tmp_path):
                           capture_output=True, text=True, timeout=560)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["bench_check.txt", "bench_vera.md", "glue_records.tar.gz", "logs.tar.gz", "pytest.txt",
-                     "summary.md", "sweep.md", "sweep_runs.csv"]
+    with_glue = (smoke_kit / "glue.tar.xz").is_file()  # the kit is built without GLUE where none is beside the repo
+    assert files == sorted(["bench_check.txt", "bench_vera.md", "logs.tar.gz", "pytest.txt", "summary.md",
+                            "sweep.md", "sweep_runs.csv", *(["glue_records.tar.gz"] if with_glue else [])])
     assert all(p.stat().st_size <= 16 * 2**20 for p in out.iterdir())  # what the device sends back
     summary = (out / "summary.md").read_text()
-    for step in ("setup", "cuda_tests", "bench_check", "bench_full", "bench_crossover", "sweep", "glue_campaign"):
+    for step in ("setup", "cuda_tests", "bench_check", "bench_full", "bench_crossover", "sweep"):
         assert f"| {step} | ok |" in summary, summary
-    with tarfile.open(out / "glue_records.tar.gz") as tar:  # the campaign's records, from real GLUE (the kit's)
-        [member] = tar.getmembers()
-        record = json.load(tar.extractfile(member))
-    assert member.name.startswith("glue_campaign/sst2-head-s0-") and record["status"] == "ok"
-    assert record["config"]["glue_dir"] and record["data"]["train_used"] == 32
-    assert "glue campaign: 1 records under glue_campaign" in summary
+    if with_glue:
+        assert "| glue_campaign | ok |" in summary, summary
+        with tarfile.open(out / "glue_records.tar.gz") as tar:  # the campaign's records, from real GLUE (the kit's)
+            [member] = tar.getmembers()
+            record = json.load(tar.extractfile(member))
+        assert member.name.startswith("glue_campaign/sst2-head-s0-") and record["status"] == "ok"
+        assert record["config"]["glue_dir"] and record["data"]["train_used"] == 32
+        assert "glue campaign: 1 records under glue_campaign" in summary
+    else:  # built where the GLUE files are not beside the repository (CI): said, not failed
+        assert "| glue_campaign | skipped: the kit holds no GLUE TSVs" in summary, summary
     assert "dependencies the kit relies on: " in summary and "all versions fit" in summary
     assert "skipped" in (out / "pytest.txt").read_text() and "failed" not in (out / "pytest.txt").read_text()
     assert (out / "bench_check.txt").read_text().count("-> ok") == 4
