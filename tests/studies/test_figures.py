@@ -168,13 +168,14 @@ def test_a_learning_rate_search_is_shown_side_by_side_not_averaged():
 
 def test_panels_draw_the_majority_class_level_the_records_hold(tmp_path):
     runs = _glue_like(tmp_path, [("mrpc", m, r, s, 0.69) for m, r in (("head", 256), ("full", 256), ("lora", 8),
-                                                                       ("vera", 1024)) for s in (0, 1)])
+                                                                       ("vera", 1024), ("vera", 4)) for s in (0, 1)])
     for path in runs.glob("*/record.json"):
         record = json.loads(path.read_text())
         record["data"]["majority_class"] = {"label": {"validation": 1, "test": 0},
                                             "accuracy": {"validation": 0.683824, "test": 0.5}}
         path.write_text(json.dumps(record))
-    [ax] = [ax for ax in main_figure(collect_records(runs), "text").axes if ax.get_title()]
-    levels = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
-    assert levels == [pytest.approx(68.3824)]  # the scored split's (dev), not the test split's
-    assert "majority class" in [t.get_text() for t in ax.texts]
+    for figure in (main_figure(collect_records(runs), "text"), rank_sweep_figure(collect_records(runs))):
+        [ax] = [ax for ax in figure.axes if ax.get_title()]
+        levels = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
+        assert levels == [pytest.approx(68.3824)]  # the scored split's (dev), not the test split's
+        assert "majority class" in [t.get_text() for t in ax.texts]

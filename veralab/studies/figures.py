@@ -192,6 +192,7 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
                          palette=PALETTE, estimator=estimator, errorbar=errorbar, err_style="bars", marker="o",
                          err_kws={"capsize": 3}, ax=ax)
         _label_ranks(ax, summary[summary["method"] != "head"])
+        _majority_line(ax, sub)
         for _, row in summary[summary["method"] == "head"].iterrows():
             ax.axhline(row["center"], color=PALETTE["head"], ls="--", lw=1.2)
             ax.axhspan(row["low"], row["high"], color=PALETTE["head"], alpha=0.12, lw=0)
