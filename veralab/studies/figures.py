@@ -207,6 +207,7 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
             handles.append(plt.Line2D([], [], marker="*", color="k", ls="", markersize=10, label="paper"))
         ax.legend(handles=handles, fontsize=7.5, loc="lower right")
         ax.set_xscale("log")
+        _at_least_min_span(ax)
         ax.set_xlabel("adapter parameters (log scale; the task head is not counted)")
         ax.set_ylabel(f"{sub['metric'].iloc[0]} (%)")
         ax.set_title(TASK_LABELS.get(task, task), fontsize=9)
@@ -244,11 +245,16 @@ def _point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]],
     ax.set_ylabel(f"{data['metric'].iloc[0]} (%)")
     ax.tick_params(axis="x", labelsize=7.5)
     _majority_line(ax, plotted)
+    _at_least_min_span(ax)
+    ax.margins(y=0.25)
+
+
+def _at_least_min_span(ax) -> None:
+    """A 1-point difference must not fill the axis: runs differ by ~2 points by chance."""
     low, high = ax.get_ylim()
-    if high - low < MIN_SPAN:  # a 1-point difference must not fill the axis: runs differ by ~2 points by chance
+    if high - low < MIN_SPAN:
         middle = (low + high) / 2
         ax.set_ylim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
-    ax.margins(y=0.25)
 
 
 def _majority_line(ax, runs: pd.DataFrame) -> None:
