@@ -35,7 +35,7 @@ TASK_LABELS = {"rotten_tomatoes": "Rotten Tomatoes snippets (embedded stand-in, 
 METHODS = ("head", "full", "lora", "vera")  # the order of every legend and table
 METHOD_LABELS = {"head": "head only", "full": "full fine-tune", "lora": "LoRA", "vera": "VeRA"}
 PALETTE = {"head": "#949494", "full": "#029e73", "lora": "#d55e00", "vera": "#0173b2"}  # seaborn "colorblind"
-MIN_SPAN = 10.0  # percentage points: the least a point panel's y-axis spans
+MIN_SPAN = 10.0  # percentage points: the least a panel's y-axis spans (point panels and rank sweeps)
 SCORES = {"final": ("score", "final epoch"), "best": ("score_best", "best epoch")}
 STATS = {"median": "median over seeds, bars min–max", "mean": "mean over seeds, bars ± sd"}
 VECTOR_VARIANTS = (("both d and b", dict(train_d=True, train_b=True, shared=True)),
@@ -260,7 +260,7 @@ def _at_least_min_span(ax) -> None:
 def _majority_line(ax, runs: pd.DataFrame) -> None:
     """A dotted line at the majority-class score (the best constant answer on the scored split), where records hold it:
     a score on or under it is no skill."""
-    levels = runs["majority_score"].dropna().unique() if "majority_score" in runs else []
+    levels = runs["majority_score"].dropna().unique()
     if len(levels) == 1:
         ax.axhline(100 * levels[0], color="#888888", ls=":", lw=1.2, zorder=0)
         ax.annotate("majority class", (0, 100 * levels[0]), xycoords=("axes fraction", "data"), xytext=(3, -2),

@@ -174,8 +174,10 @@ def compare(frame: pd.DataFrame, finding: Finding, comparison: Comparison) -> di
         if len(pairs) < max(len(x), len(y)):
             missing.append(task)
         stat = paired_difference(100 * (pairs["score_x"].astype(float) - pairs["score_y"].astype(float)))
-        informative = not (at_no_skill(x) or at_no_skill(y))
-        rows.append({"task": task, "metric": x["metric"].iloc[0], "x": _spread(x), "y": _spread(y),
+        x_no_skill, y_no_skill = at_no_skill(x), at_no_skill(y)
+        informative = not (x_no_skill or y_no_skill)
+        rows.append({"task": task, "metric": x["metric"].iloc[0], "x": _spread(x, x_no_skill),
+                     "y": _spread(y, y_no_skill),
                      "x_params": int(x["adapter_params"].iloc[0]), "y_params": int(y["adapter_params"].iloc[0]),
                      **stat, "informative": informative, "verdict": task_verdict(comparison.claim, stat, informative)})
     decided = [r["verdict"] for r in rows if r["informative"]]
@@ -190,9 +192,9 @@ def compare(frame: pd.DataFrame, finding: Finding, comparison: Comparison) -> di
     return {"rows": rows, "missing": missing, "comparison": comparison, "verdict": overall}
 
 
-def _spread(runs: pd.DataFrame) -> str:
+def _spread(runs: pd.DataFrame, no_skill: bool) -> str:
     values = 100 * runs["score"].astype(float)
-    mark = " †" if at_no_skill(runs) else ""
+    mark = " †" if no_skill else ""
     if len(values) == 1:
         return f"{values.iloc[0]:.1f} (n=1){mark}"
     return f"{values.median():.1f} [{values.min():.1f}, {values.max():.1f}] (n={len(values)}){mark}"
@@ -202,15 +204,20 @@ NO_SKILL_NOTE = ("† median within one standard error of the majority class (th
                  "shown, so the task says nothing about the comparison and does not count towards its verdict.")
 
 
+def one_run_error(accuracy: float, examples: float) -> float:
+    """The standard error of one run's accuracy on `examples` scored examples (binomial)."""
+    return float(np.sqrt(accuracy * (1 - accuracy) / examples))
+
+
 def at_no_skill(runs: pd.DataFrame) -> bool:
     """The arm's median is no more than one standard error (of one run's accuracy) above the majority class."""
-    if "majority_score" not in runs or runs["majority_score"].isna().all():
+    if runs["majority_score"].isna().all():
         return False
-    level, n = float(runs["majority_score"].dropna().iloc[0]), float(runs["eval_size"].max())
-    return float(runs["score"].astype(float).median()) <= level + np.sqrt(level * (1 - level) / n)
+    level = float(runs["majority_score"].dropna().iloc[0])
+    return float(runs["score"].astype(float).median()) <= level + one_run_error(level, runs["eval_size"].max())
 
 
-def finding_verdict(finding: Finding, results: list[dict]) -> str:
+def finding_verdict(results: list[dict]) -> str:
     verdicts = [r["verdict"] for r in results]
     if "not run yet" in verdicts or any(r["missing"] for r in results):
         return "inconclusive (not every run is there yet)"
@@ -242,7 +249,7 @@ def _task_difference(row: dict, claim: str) -> str:
 def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple[str, str, str]:
     """(markdown section, verdict, one-line summary) of a finding."""
     results = [compare(frame, finding, c) for c in finding.comparisons]
-    overall = finding_verdict(finding, results)
+    overall = finding_verdict(results)
     lines = [f"### {number}. {finding.title}: **{overall}**", "", f"Paper: {finding.paper}.", ""]
     if any(r["rows"] for r in results):
         lines += ["| comparison | task (metric) | X: median [min, max] | Y: median [min, max] | adapter params X / Y "
@@ -254,7 +261,7 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame) -> tuple
             lines.append(f"| {c.x_label} vs {c.y_label} | {row['task']} ({row['metric']}) | {row['x']} | {row['y']} "
                          f"| {row['x_params']:,} / {row['y_params']:,} | {row['n']} | "
                          f"{_task_difference(row, c.claim)} | {row['verdict']} |")
-    if any("†" in row["x"] + row["y"] for result in results for row in result["rows"]):
+    if any(not row["informative"] for result in results for row in result["rows"]):
         lines += ["", NO_SKILL_NOTE]
     lines.append("")
     for result in results:
@@ -302,8 +309,6 @@ def what_ran(frame: pd.DataFrame) -> list[str]:
 
 def _majority_levels(ok: pd.DataFrame) -> list[str]:
     """The no-skill level of each classification task, so a reader sees which scores are no better than it."""
-    if "majority_score" not in ok:
-        return []
     levels = ok.dropna(subset=["majority_score"]).groupby("task")["majority_score"].unique()
     if levels.empty:
         return []
@@ -346,7 +351,7 @@ def selection_caveat(frame: pd.DataFrame) -> list[str]:
     if ok.empty or ok["metric"].iloc[0] != "accuracy":
         return []
     low, high, majority, n = ok["score"].min(), ok["score"].max(), ok["majority_score"].iloc[0], ok["eval_size"].max()
-    error = np.sqrt(high * (1 - high) / n)
+    error = one_run_error(high, n)
     separated = high - low > 2 * error
     return [f"Every candidate scored {100 * low:.1f}–{100 * high:.1f} on the {int(n):,} dev examples, where "
             f"the majority class scores {100 * majority:.1f} and one run's standard error is about "
