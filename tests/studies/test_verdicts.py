@@ -197,5 +197,16 @@ def test_results_cli_writes_the_report_from_the_committed_records_and_names_its_
     assert done.returncode == 0, done.stderr
     text = out.read_text()
     assert "(glue: `results/glue/glue_cpu`; vit: `results/default`; selection: `results/glue/glue_select`)" in text
-    assert "of 153 runs of the GLUE campaign" in text and "nan" not in text
+    assert "of 180 runs of the GLUE campaign" in text and "nan" not in text
     assert text.count("### ") == 9  # every finding, GLUE and ViT, has its section
+
+
+def test_a_rank_sweep_beyond_the_papers_tasks_is_named_as_a_difference_and_judged_there():
+    rows = [_record(task, seed, 0.80 + 0.01 * seed + (0.05 if rank == 1024 else 0), rank=rank)
+            for task in ("sst2",) for seed in (0, 1, 2) for rank in (1, 1024)]
+    paper_only = results_report(_frame(rows), rank=1024, lora_rank=8, reduction="a reduction.")
+    assert "- Studies:" not in paper_only
+    text = results_report(_frame(rows), rank=1024, lora_rank=8, rank_tasks=("rte", "mrpc", "sst2"),
+                          reduction="a reduction.")
+    assert "- Studies: the rank sweep runs on SST-2 too (our addition" in text
+    assert "| VeRA r=1024 vs VeRA r=1 | sst2 (accuracy) |" in text

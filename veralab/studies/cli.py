@@ -127,7 +127,7 @@ def _figures(args) -> int:
 def _results(args) -> int:
     from ..core.io import write_text_atomic
     from .collect import collect_records
-    from .profiles import GLUE_LORA_RANK, GLUE_RANK, reduction_text
+    from .profiles import GLUE_LORA_RANK, GLUE_RANK, PROFILES, reduction_text
     from .sweep import sweep_points
     from .verdicts import results_report
 
@@ -138,7 +138,8 @@ def _results(args) -> int:
     expected = len(sweep_points("all", args.profile, output_dir=args.runs))
     vit = collect_records(args.vit_runs) if args.vit_runs else None
     selection = collect_records(args.selection) if args.selection else None
-    report = results_report(glue, vit, selection, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK, expected_runs=expected,
+    report = results_report(glue, vit, selection, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK,
+                            rank_tasks=tuple(PROFILES[args.profile]["rank_sweep"]["tasks"]), expected_runs=expected,
                             reduction=reduction_text(args.profile), figures_prefix=args.figures_prefix,
                             sources={"glue": args.runs, "vit": args.vit_runs, "selection": args.selection})
     write_text_atomic(args.out, report)
