@@ -210,3 +210,19 @@ def test_a_rank_sweep_beyond_the_papers_tasks_is_named_as_a_difference_and_judge
                           reduction="a reduction.")
     assert "- Studies: the rank sweep runs on SST-2 too (our addition" in text
     assert "| VeRA r=1024 vs VeRA r=1 | sst2 (accuracy) |" in text
+
+
+def test_the_lora_rate_check_pairs_vera_with_lora_at_each_rate_and_stays_out_of_the_verdicts():
+    glue = [_record("stsb", seed, 0.77 + 0.01 * seed) for seed in (0, 1, 2)]
+    glue += [_record("stsb", seed, 0.25 + 0.02 * seed, method="lora", rank=8, lr=5e-4) for seed in (0, 1, 2)]
+    check = [_record("stsb", seed, 0.82 + 0.005 * seed, method="lora", rank=8, lr=2e-3) for seed in (0, 1, 2)]
+    without = results_report(_frame(glue), rank=1024, lora_rank=8, reduction="a reduction.")
+    text = results_report(_frame(glue), rank=1024, lora_rank=8, reduction="a reduction.", lora_check=_frame(check))
+    assert "Sensitivity" not in without
+    section = text.split("## Sensitivity: finding 1 against LoRA at each candidate rate")[1]
+    assert "chosen on MRPC from 0.0005, 0.002" in section
+    low_rate = next(line for line in section.splitlines() if "LoRA r=8 at lr 0.0005 | stsb" in line)
+    high_rate = next(line for line in section.splitlines() if "LoRA r=8 at lr 0.002 | stsb" in line)
+    assert low_rate.endswith("| reproduced |") and "+51.0" in low_rate  # VeRA far above the barely trained LoRA
+    assert high_rate.endswith("| not reproduced |") and "-4.5" in high_rate  # ... and 4.5 points below LoRA at 2e-3
+    assert text.split("## Sensitivity")[0] == without.split("## Figures")[0]  # the verdicts are those without it

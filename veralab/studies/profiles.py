@@ -144,6 +144,15 @@ def _glue_selection() -> dict:
                            "points": points}}
 
 
+def _glue_cpu_lora_lr() -> dict:
+    """LoRA r=8 at its other candidate rates on SST-2 and STS-B, with glue_cpu's settings and seeds: whether VeRA's
+    lead over LoRA there is only the MRPC-chosen rate's doing (RESULTS.md's sensitivity check, not a verdict)."""
+    points = [{"method": "lora", "rank": GLUE_LORA_RANK, "lr": lr} for lr in GLUE_SELECTION["lora"]
+              if lr != GLUE_LR["lora"]]
+    base = {**GLUE_TEXT, "epochs": GLUE_EPOCHS, "head_lr": GLUE_HEAD_LR, **GLUE_CPU}
+    return {"main_table": {"tasks": ["sst2", "stsb"], "seeds": GLUE_CPU_SEEDS, "base": base, "points": points}}
+
+
 PROFILES = {
     "default": {
         "rank_sweep": {"tasks": ["rotten_tomatoes"], "seeds": DEFAULT_SEEDS, "base": DEFAULT_TEXT,
@@ -175,4 +184,5 @@ PROFILES = {
     # MRPC never leave their majority class, so a sweep there alone cannot show a rank effect
     "glue_cpu": _glue_profile(GLUE_CPU_SEEDS, GLUE_CPU, rank_tasks=("rte", "mrpc", "sst2")),
     "glue_select": _glue_selection(),
+    "glue_cpu_lora_lr": _glue_cpu_lora_lr(),
 }
