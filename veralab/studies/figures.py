@@ -205,9 +205,9 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
                     for n in summary[summary["method"] == "head"]["n"]]
         if not _paper_points(task, sub["model"].iloc[0]).empty:
             handles.append(plt.Line2D([], [], marker="*", color="k", ls="", markersize=10, label="paper"))
-        ax.legend(handles=handles, fontsize=7.5, loc="lower right")
         ax.set_xscale("log")
         _at_least_min_span(ax)
+        ax.legend(handles=handles, fontsize=7.5, loc="best")  # after the limits are set: where the data is not
         ax.set_xlabel("adapter parameters (log scale; the task head is not counted)")
         ax.set_ylabel(f"{sub['metric'].iloc[0]} (%)")
         ax.set_title(TASK_LABELS.get(task, task), fontsize=9)
