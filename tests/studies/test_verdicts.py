@@ -196,8 +196,10 @@ def test_results_cli_writes_the_report_from_the_committed_records_and_names_its_
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     text = out.read_text()
-    assert "(glue: `results/glue/glue_cpu`; vit: `results/default`; selection: `results/glue/glue_select`)" in text
+    assert ("(glue: `results/glue/glue_cpu`; vit: `results/default`; selection: `results/glue/glue_select`; "
+            "LoRA rate check: `results/glue/glue_cpu_lora_lr`)") in text
     assert "of 180 runs of the GLUE campaign" in text and "nan" not in text
+    assert "| VeRA r=1024 vs LoRA r=8 at lr 0.005 | stsb (pearson) |" in text.split("## Sensitivity")[1]
     assert text.count("### ") == 9  # every finding, GLUE and ViT, has its section
 
 
@@ -225,4 +227,8 @@ def test_the_lora_rate_check_pairs_vera_with_lora_at_each_rate_and_stays_out_of_
     high_rate = next(line for line in section.splitlines() if "LoRA r=8 at lr 0.002 | stsb" in line)
     assert low_rate.endswith("| reproduced |") and "+51.0" in low_rate  # VeRA far above the barely trained LoRA
     assert high_rate.endswith("| not reproduced |") and "-4.5" in high_rate  # ... and 4.5 points below LoRA at 2e-3
-    assert text.split("## Sensitivity")[0] == without.split("## Figures")[0]  # the verdicts are those without it
+    note = ("This verdict is against LoRA at its MRPC-chosen rate (0.0005); against LoRA r=8 at its other candidate "
+            "rates: on stsb: not reproduced at lr 0.002 (sensitivity check).")
+    assert note in text and "** at LoRA lr 0.0005; on stsb: not reproduced at lr 0.002 (sensitivity check) |" in text
+    headings = [[line for line in report.splitlines() if line.startswith("### ")] for report in (text, without)]
+    assert headings[0] == headings[1]  # every finding's verdict is the one it has without the check
