@@ -207,6 +207,8 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
             handles.append(plt.Line2D([], [], marker="*", color="k", ls="", markersize=10, label="paper"))
         ax.set_xscale("log")
         _at_least_min_span(ax)
+        low, high = ax.get_ylim()  # room above and below for the stacked rank labels, which are not clipped
+        ax.set_ylim(low - 0.08 * (high - low), high + 0.15 * (high - low))
         ax.legend(handles=handles, fontsize=7.5, loc="best")  # after the limits are set: where the data is not
         ax.set_xlabel("adapter parameters (log scale; the task head is not counted)")
         ax.set_ylabel(f"{sub['metric'].iloc[0]} (%)")
