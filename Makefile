@@ -79,7 +79,7 @@ figures: setup
 
 # The paper's findings on real GLUE with the embedded MiniLM, RESULTS.md: make glue GLUE_DIR=<folder holding SST-2/,
 # MRPC/, RTE/, STS-B/ with train.tsv and dev.tsv>. The learning-rate selection (glue_select), then every study: the
-# full `glue` profile where torch sees a GPU, else the `glue_cpu` reduction (about 3 hours on 2 cores; re-running
+# full `glue` profile where torch sees a GPU, else the `glue_cpu` reduction (about 4 hours on 2 cores; re-running
 # resumes where it stopped; with it, LoRA at its other candidate rates for RESULTS.md's sensitivity check). Records
 # go to results/glue/<profile>, figures to figures/glue_*.
 GLUE_DIR ?=

@@ -158,3 +158,16 @@ def test_glue_learning_rates_are_the_committed_selections_winners(glue_dir):
     for method in ("vera", "lora", "full"):
         assert profiles.GLUE_LR[method] == best.loc[method, "lr"], method
     assert profiles.GLUE_HEAD_LR == best.loc["head", "head_lr"]
+
+
+def test_the_lora_rate_check_differs_from_glue_cpus_lora_points_only_in_the_rate(tmp_path):
+    """RESULTS.md pairs the check's LoRA runs with glue_cpu's VeRA runs by seed: like with like, but for the rate."""
+    check = expand("main_table", load_grid("main_table", "glue_cpu_lora_lr"), tmp_path)
+    campaign = [p for p in expand("main_table", load_grid("main_table", "glue_cpu"), tmp_path)
+                if p.params["method"] == "lora"]
+    reference = {(p.params["task"], p.params["run_seed"]): p.params for p in campaign}
+    assert {p.params["task"] for p in check} == {"sst2", "stsb"} and len(check) == 2 * 2 * 3
+    assert {p.params["lr"] for p in check} == set(profiles.GLUE_SELECTION["lora"]) - {profiles.GLUE_LR["lora"]}
+    for point in check:
+        same = reference[point.params["task"], point.params["run_seed"]]
+        assert {k for k in point.params if point.params[k] != same[k]} == {"lr"}

@@ -5,8 +5,9 @@ paper's setups (RoBERTa-base on GLUE, ViT-B few-shot), which need a GPU and the 
 comes from: the VeRA paper (Kopiczko et al., ICLR 2024), the public replication of its RoBERTa-base runs, the LoRA
 paper (Hu et al., ICLR 2022), or "our choice" where neither says. See docs/paper.md. `glue`: the paper's findings
 on real GLUE with the embedded pretrained MiniLM (`--glue-dir`), 5 seeds on the full training sets (a GPU's
-work); `glue_cpu`: the same studies reduced to fit a 2-core CPU in about 3 hours (`make glue`). RESULTS.md holds
-their verdicts.
+work); `glue_cpu`: the same studies reduced to fit a 2-core CPU in about 4 hours (`make glue`). RESULTS.md holds
+their verdicts; `glue_select` (the learning-rate selection) and `glue_cpu_lora_lr` (LoRA at its other candidate
+rates) are the evidence behind them.
 
 A grid per study: `tasks` × `seeds` × `points`. A point's settings are `base`, then the task's `task_overrides`
 entry, then the point itself (then an optional `axes` combination). The seed sets both run_seed and the projection
