@@ -27,13 +27,13 @@ from veralab.studies.verdicts import (
 )
 
 
-def _record(task, seed, score, epochs=4, majority=None, lr=None, **adapter):
+def _record(task, seed, score, epochs=4, majority=None, lr=None, metric="accuracy", **adapter):
     config = RunConfig(adapter=AdapterConfig(**{"method": "vera", "rank": 1024, **adapter}), task=task,
                        run_seed=seed, epochs=epochs, lr=lr)
     counts = {"adapter": 16896 if config.adapter.method == "vera" else 73728, "head": 770}
     return flatten({"status": "ok", "name": config.name(), "config": config.to_dict(), "kind": "text",
-                    "model": "minilm", "metric": "accuracy", "final": {"accuracy": score},
-                    "best": {"accuracy": score, "epoch": epochs}, "evaluated_on": "validation", "test": None,
+                    "model": "minilm", "metric": metric, "final": {metric: score},
+                    "best": {metric: score, "epoch": epochs}, "evaluated_on": "validation", "test": None,
                     "params": {**counts, "trainable": counts["adapter"] + 770, "total": 22_700_000},
                     "time": {"wall_seconds": 60.0, "samples_per_second": 50.0}, "device": {"type": "cpu"},
                     "data": {"train_used": 1024, "eval_used": {"validation": 408},
@@ -183,7 +183,7 @@ def test_an_arm_at_the_majority_class_level_is_marked_as_showing_no_skill():
     rows += [_record("rte", seed, 0.70, majority=0.527076, shared=False) for seed in (0, 1, 2)]
     text = results_report(_frame(rows), rank=1024, lora_rank=8, expected_runs=153, reduction="a reduction.")
     assert "| 53.0 [53.0, 63.0] (n=3) † | 70.0 [70.0, 70.0] (n=3) |" in text  # 53.0 < 52.7 + 2.5 (one SE at 408)
-    assert "† median within one standard error of the majority class" in text
+    assert "† median at most one standard error above the no-skill level (accuracy: the majority class" in text
 
 
 def test_results_cli_writes_the_report_from_the_committed_records_and_names_its_sources(tmp_path):
@@ -228,7 +228,21 @@ def test_the_lora_rate_check_pairs_vera_with_lora_at_each_rate_and_stays_out_of_
     assert low_rate.endswith("| reproduced |") and "+51.0" in low_rate  # VeRA far above the barely trained LoRA
     assert high_rate.endswith("| not reproduced |") and "-4.5" in high_rate  # ... and 4.5 points below LoRA at 2e-3
     note = ("This verdict is against LoRA at its MRPC-chosen rate (0.0005); against LoRA r=8 at its other candidate "
-            "rates: on stsb: not reproduced at lr 0.002 (sensitivity check).")
-    assert note in text and "** at LoRA lr 0.0005; on stsb: not reproduced at lr 0.002 (sensitivity check) |" in text
+            "rates, on stsb: not reproduced at lr 0.002 (sensitivity check).")
+    assert note in text
+    assert "** (LoRA at lr 0.0005, chosen on MRPC); sensitivity check on stsb: not reproduced at lr 0.002 |" in text
+    assert "| pairs | X − Y: mean [95% interval] | result at this rate |" in section
     headings = [[line for line in report.splitlines() if line.startswith("### ")] for report in (text, without)]
     assert headings[0] == headings[1]  # every finding's verdict is the one it has without the check
+
+
+def test_a_pearson_arm_with_no_correlation_shows_no_skill_as_a_classifier_at_its_majority_class_does():
+    """STS-B has no majority class; its no-skill level is Pearson 0, one standard error 1/sqrt(n) (n=408 here)."""
+    finding = Finding("X beats Y", "", ("stsb",), [Comparison(vera(1024), vera(1024, projection_init="uniform"),
+                                                                "X", "Y", "beats")])
+    for y_score, informative in ((0.03, False), (0.08, True)):  # 1/sqrt(408) = 0.0495
+        rows = [_record("stsb", s, 0.77 + 0.01 * s, metric="pearson") for s in (0, 1, 2)]
+        rows += [_record("stsb", s, y_score + 0.001 * s, metric="pearson", projection_init="uniform")
+                 for s in (0, 1, 2)]
+        row = compare(_frame(rows), finding, finding.comparisons[0])["rows"][0]
+        assert row["informative"] is informative and ("†" in row["y"]) is not informative
