@@ -80,7 +80,7 @@ figures: setup
 # The paper's findings on real GLUE with the embedded MiniLM, RESULTS.md: make glue GLUE_DIR=<folder holding SST-2/,
 # MRPC/, RTE/, STS-B/ with train.tsv and dev.tsv>. The learning-rate selection (glue_select), then every study: the
 # full `glue` profile where torch sees a GPU, else the `glue_cpu` reduction (about 4 hours on 2 cores; re-running
-# resumes where it stopped; with it, LoRA at its other candidate rates for RESULTS.md's sensitivity check). Records
+# resumes where it stopped; with it, VeRA and LoRA at other rates for RESULTS.md's sensitivity check). Records
 # go to results/glue/<profile>, figures to figures/glue_*.
 GLUE_DIR ?=
 GLUE_PROFILE ?= $(shell $(BIN)/python -c "import torch; print('glue' if torch.cuda.is_available() else 'glue_cpu')" \
@@ -92,8 +92,8 @@ glue: setup
 	$(BIN)/veralab sweep main_table --profile glue_select --glue-dir "$(GLUE_DIR)" --jobs $(JOBS) \
 		--output-dir results/glue/glue_select
 	$(BIN)/veralab sweep all --profile $(GLUE_PROFILE) --glue-dir "$(GLUE_DIR)" --jobs $(JOBS) --output-dir $(GLUE_RUNS)
-	if [ "$(GLUE_PROFILE)" = glue_cpu ]; then $(BIN)/veralab sweep main_table --profile glue_cpu_lora_lr \
-		--glue-dir "$(GLUE_DIR)" --jobs $(JOBS) --output-dir results/glue/glue_cpu_lora_lr; fi
+	if [ "$(GLUE_PROFILE)" = glue_cpu ]; then $(BIN)/veralab sweep main_table --profile glue_cpu_rates \
+		--glue-dir "$(GLUE_DIR)" --jobs $(JOBS) --output-dir results/glue/glue_cpu_rates; fi
 	$(MAKE) glue-report GLUE_PROFILE=$(GLUE_PROFILE)
 
 # figures/glue_* and RESULTS.md from the records, without running anything

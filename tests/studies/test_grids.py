@@ -160,14 +160,16 @@ def test_glue_learning_rates_are_the_committed_selections_winners(glue_dir):
     assert profiles.GLUE_HEAD_LR == best.loc["head", "head_lr"]
 
 
-def test_the_lora_rate_check_differs_from_glue_cpus_lora_points_only_in_the_rate(tmp_path):
-    """RESULTS.md pairs the check's LoRA runs with glue_cpu's VeRA runs by seed: like with like, but for the rate."""
-    check = expand("main_table", load_grid("main_table", "glue_cpu_lora_lr"), tmp_path)
-    campaign = [p for p in expand("main_table", load_grid("main_table", "glue_cpu"), tmp_path)
-                if p.params["method"] == "lora"]
-    reference = {(p.params["task"], p.params["run_seed"]): p.params for p in campaign}
-    assert {p.params["task"] for p in check} == {"sst2", "stsb"} and len(check) == 2 * 2 * 3
-    assert {p.params["lr"] for p in check} == set(profiles.GLUE_SELECTION["lora"]) - {profiles.GLUE_LR["lora"]}
+def test_the_rate_check_differs_from_glue_cpus_points_only_in_the_rate(tmp_path):
+    """RESULTS.md pairs the check's runs with glue_cpu's by seed: like with like, but for the rate."""
+    check = expand("main_table", load_grid("main_table", "glue_cpu_rates"), tmp_path)
+    campaign = expand("main_table", load_grid("main_table", "glue_cpu"), tmp_path)
+    reference = {(p.params["task"], p.params["run_seed"], p.params["method"]): p.params for p in campaign}
+    assert {p.params["task"] for p in check} == {"sst2", "stsb"} and len(check) == 2 * 3 * 4
+    for method, rates in (("lora", set(profiles.GLUE_SELECTION["lora"]) - {profiles.GLUE_LR["lora"]}),
+                          ("vera", set(profiles.GLUE_CPU_VERA_CHECK_LR))):
+        assert {p.params["lr"] for p in check if p.params["method"] == method} == rates
+        assert profiles.GLUE_LR[method] not in rates  # the campaign's own runs stand for the chosen rate
     for point in check:
-        same = reference[point.params["task"], point.params["run_seed"]]
+        same = reference[point.params["task"], point.params["run_seed"], point.params["method"]]
         assert {k for k in point.params if point.params[k] != same[k]} == {"lr"}

@@ -139,14 +139,14 @@ def _results(args) -> int:
     vit = collect_records(args.vit_runs) if args.vit_runs else None
     selection = collect_records(args.selection) if args.selection else None
     # the check runs with glue_cpu's settings: beside another profile's runs its pairs would not be like with like
-    lora_check = collect_records(args.lora_check) if args.lora_check and args.profile == "glue_cpu" else None
+    rate_runs = collect_records(args.rate_check) if args.rate_check and args.profile == "glue_cpu" else None
     report = results_report(glue, vit, selection, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK,
                             rank_tasks=tuple(PROFILES[args.profile]["rank_sweep"]["tasks"]), expected_runs=expected,
                             reduction=reduction_text(args.profile), figures_prefix=args.figures_prefix,
                             sources={"glue": args.runs, "vit": args.vit_runs, "selection": args.selection,
-                                     "LoRA rate check": lora_check is not None and not lora_check.empty
-                                     and args.lora_check},
-                            lora_check=lora_check)
+                                     "rate check": rate_runs is not None and not rate_runs.empty
+                                     and args.rate_check},
+                            rate_runs=rate_runs)
     write_text_atomic(args.out, report)
     print(f"{args.out}: verdicts from {(glue['status'] == 'ok').sum()} of {expected} GLUE runs")
     return 0
@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="the profile they were run with (for the count of expected runs)")
     results.add_argument("--vit-runs", default="results/default", help="records of the tiny-ViT study ('' to skip)")
     results.add_argument("--selection", default="results/glue/glue_select", help="learning-rate selection records")
-    results.add_argument("--lora-check", default="results/glue/glue_cpu_lora_lr",
-                         help="records of LoRA at its other candidate rates (glue_cpu only; '' to skip)")
+    results.add_argument("--rate-check", default="results/glue/glue_cpu_rates",
+                         help="records of VeRA and LoRA at other learning rates (glue_cpu only; '' to skip)")
     results.add_argument("--figures-prefix", default="figures/glue_")
     results.add_argument("--out", default="RESULTS.md")
     results.set_defaults(func=_results)
