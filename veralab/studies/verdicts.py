@@ -332,21 +332,20 @@ def rate_check(glue: pd.DataFrame, check: pd.DataFrame, rank: int, lora_rank: in
                           f"{arms['lora'][1]} at lr {lo:g}", "close")
 
     pairs = Finding("", "", tasks, [comparison(v, lo) for v in rates["vera"] for lo in rates["lora"]])
-    lines, _ = comparison_lines([compare(frame, pairs, c) for c in pairs.comparisons], outcome="result at these rates")
+    results = {(c.x["lr"], c.y["lr"]): compare(frame, pairs, c) for c in pairs.comparisons}
+    lines, _ = comparison_lines(list(results.values()), outcome="result at these rates")
     best = []
     for task in tasks:
         v, lo = (max(rates[m], key=lambda lr, m=m: _median_at(frame, task, {**arms[m][0], "lr": lr})) for m in arms)
-        result = compare(frame, Finding("", "", (task,), []), comparison(v, lo))
-        if result["rows"]:
-            row = result["rows"][0]
+        row = next((r for r in results[v, lo]["rows"] if r["task"] == task), None)
+        if row:
             best.append(f"{task} (VeRA at {v:g}, LoRA at {lo:g}): {_signed(row['mean'])} {_interval(row)}, "
                         f"{row['verdict']}")
     return [title, "",
             f"The rates were chosen on MRPC, which did not separate them (see how the learning rates were chosen), "
-            f"so finding 1 is checked again on {', '.join(tasks)} with VeRA r={rank} at lr "
-            f"{', '.join(f'{lr:g}' for lr in rates['vera'])} and LoRA r={lora_rank} at lr "
-            f"{', '.join(f'{lr:g}' for lr in rates['lora'])}, every pair read by finding 1's rule. The runs at the "
-            f"chosen rates (VeRA {chosen['vera']}, LoRA {chosen['lora']}) are the campaign's own; the others "
+            f"so finding 1 is checked again on {', '.join(tasks)} with VeRA r={rank} at lr {_rates(rates['vera'])} "
+            f"and LoRA r={lora_rank} at lr {_rates(rates['lora'])}, every pair read by finding 1's rule. The runs at "
+            f"the chosen rates (VeRA {chosen['vera']}, LoRA {chosen['lora']}) are the campaign's own; the others "
             f"(`glue_cpu_rates` profile) differ from them in the rate alone. None of these rows replaces finding 1's "
             f"verdict: a rate picked per task on the split that is scored is optimistic.", "", *lines, "",
             "With each method at its best rate per task (the highest median): " + "; ".join(best) + ".", ""], \
@@ -407,8 +406,8 @@ DIFFERENCES = """\
   across seeds."""
 
 
-def _rates(values: pd.Series) -> str:
-    return ", ".join(f"{v:g}" for v in sorted(values.dropna().unique()))
+def _rates(values) -> str:
+    return ", ".join(f"{v:g}" for v in sorted(pd.Series(values, dtype=float).dropna().unique()))
 
 
 def selection_table(frame: pd.DataFrame) -> str:
