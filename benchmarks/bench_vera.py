@@ -12,8 +12,9 @@ PEFT LoRA r=8, PEFT VeRA r=256/1024, veralab LoRA r=8, veralab VeRA r=256/1024 (
 VeRA r=1024 on its reference (unmerged) path. Models are randomly initialised: nothing is downloaded.
 Memory: peak allocated MiB (CUDA only) and, on every device, the MiB of tensors autograd keeps for the backward
 pass (activations; frozen weights and buffers excluded), which is what an adapter's training memory adds.
-Writes <out>/results_<device>_<size>.csv and .md (--out, default benchmarks/); --crossover writes
-crossover_<device>.csv and .md: where the merged kernel starts to pay, against prefer_merged_path's FLOP model.
+Writes <out>/results_<device>_<size>[_bf16].csv and .md (--out, default benchmarks/); --crossover writes
+crossover_<device>_<precision>.csv and .md: where the merged kernel starts to pay, against prefer_merged_path's
+FLOP model. --precision: as a run's (auto: bf16 on CUDA and on CPUs with native bf16).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from report import write_table  # noqa: E402
 
 import veralab as vl  # noqa: E402
 from veralab.core.fast import prefer_merged_path  # noqa: E402
-from veralab.experiment.train import autocast_for  # noqa: E402
+from veralab.experiment.precision import PRECISIONS, autocast, resolve_precision  # noqa: E402
 
 SIZES = {  # name: (text layers, batch, tokens, vit depth, images)
     "tiny": (1, 2, 32, 1, 2),
@@ -100,7 +101,7 @@ def configure(model, method, kind):
                                                    train_head=False, fast_path=path[0] if path else "auto"))
 
 
-def saved_activation_mib(model, inputs, device):
+def saved_activation_mib(model, inputs, device, precision):
     """MiB of distinct storages autograd saves for backward in one forward, model parameters and buffers excluded."""
     resident = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
     saved = {}
@@ -111,18 +112,18 @@ def saved_activation_mib(model, inputs, device):
             saved[storage.data_ptr()] = storage.nbytes()
         return tensor
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast_for(device):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), autocast(device.type, precision):
         run_model(model, inputs)
     return sum(saved.values()) / 2**20
 
 
-def training_step(model, inputs, device):
+def training_step(model, inputs, device, precision):
     """One forward/backward/AdamW step of `model`, as a closure."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
 
     def step():
-        with autocast_for(device):
+        with autocast(device.type, precision):
             out = run_model(model, inputs)
             logits = out.logits if hasattr(out, "logits") else out
         logits.float().sum().backward()
@@ -157,7 +158,7 @@ METHODS = ["floor", "full", "peft-lora-8", "peft-vera-256", "peft-vera-1024", "v
            "veralab-vera-1024", "veralab-vera-1024-never"]
 
 
-def benchmark(size, device, rounds, warmup=None):
+def benchmark(size, device, rounds, precision, warmup=None):
     layers, batch, tokens, depth, images = SIZES[size]
     warmup = warmup if warmup is not None else (1 if size == "tiny" else 2)
     rows = []
@@ -169,7 +170,7 @@ def benchmark(size, device, rounds, warmup=None):
             resident_before = torch.cuda.memory_allocated() if device.type == "cuda" else 0
             torch.manual_seed(0)
             model = configure(build(kind, layers, depth), method, kind).to(device)
-            steps[method] = training_step(model, inputs, device)
+            steps[method] = training_step(model, inputs, device, precision)
             for _ in range(warmup):
                 steps[method]()
             peak = None
@@ -178,8 +179,9 @@ def benchmark(size, device, rounds, warmup=None):
                 torch.cuda.reset_peak_memory_stats()
                 steps[method]()
                 peak = round((torch.cuda.max_memory_allocated() - resident_before) / 2**20, 1)
+            saved = saved_activation_mib(model, inputs, device, precision)
             kind_rows[method] = {"model": MODEL_NAMES[kind], "method": method, "peak_mib": peak,
-                                 "saved_for_backward_mib": round(saved_activation_mib(model, inputs, device), 1),
+                                 "saved_for_backward_mib": round(saved, 1),
                                  "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
         for method, ms in median_times(steps, device, rounds).items():
             kind_rows[method]["ms_per_step"] = round(ms, 1)
@@ -263,7 +265,7 @@ def check(device):
 CROSSOVER_TOKENS = {"cuda": (256, 512, 1024, 2048, 4096, 8192, 16384), "cpu": (128, 256, 512, 1024, 2048)}
 
 
-def crossover(device, rounds, tokens=None, width=768, rank=1024):
+def crossover(device, rounds, precision, tokens=None, width=768, rank=1024):
     """Training-step time (forward, backward to x, d and b) of one width x width VeRA layer at rank `rank`, merged
     kernel vs reference path, by token count, under the training autocast; with what prefer_merged_path chooses."""
     rows = []
@@ -274,7 +276,7 @@ def crossover(device, rounds, tokens=None, width=768, rank=1024):
             layer = _vera_layer("query", ("query",), width, path, device)
 
             def step(layer=layer, x=x):
-                with autocast_for(device):
+                with autocast(device.type, precision):
                     y = layer(x)
                 y.float().sum().backward()
 
@@ -300,25 +302,28 @@ def main():
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--crossover", action="store_true", help="merged vs reference by token count, one layer")
     parser.add_argument("--tokens", nargs="+", type=int, default=None, help="--crossover's token counts")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as a run's: auto is bf16 on CUDA "
+                        "and on CPUs with native bf16 (AMX, AVX512-BF16), float32 elsewhere")
     parser.add_argument("--out", default=None, help="folder for the tables (default: benchmarks/)")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(args.precision, device.type)
     if args.check:
         sys.exit(0 if check(device) else 1)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     rounds = args.rounds or (20 if device.type == "cuda" else 7)
     if args.crossover:
-        frame = crossover(device, rounds, args.tokens)
+        frame = crossover(device, rounds, precision, args.tokens)
         header = (f"device: {name}; one 768x768 VeRA r=1024 layer, training step (forward + backward), "
-                  f"{'bf16 autocast' if device.type == 'cuda' else 'float32'}; torch {torch.__version__}; "
-                  f"{time.strftime('%Y-%m-%d')}")
-        write_table(frame, header, f"crossover_{device.type}", out_dir=args.out)
+                  f"{precision}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+        write_table(frame, header, f"crossover_{device.type}_{precision}", out_dir=args.out)
         return
     size = args.size or ("full" if device.type == "cuda" else "small")
-    frame = benchmark(size, device, rounds)
-    header = (f"device: {name}; size: {size} {SIZES[size]}; torch {torch.__version__}; "
+    frame = benchmark(size, device, rounds, precision)
+    header = (f"device: {name}; size: {size} {SIZES[size]}; {precision}; torch {torch.__version__}; "
               f"{time.strftime('%Y-%m-%d')}")
-    write_table(frame, header, f"results_{device.type}_{size}", out_dir=args.out)
+    write_table(frame, header, f"results_{device.type}_{size}" + ("_bf16" if precision == "bf16" else ""),
+                out_dir=args.out)
 
 
 if __name__ == "__main__":

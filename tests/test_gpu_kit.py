@@ -72,7 +72,7 @@ def test_an_explicit_gpu_list_wins(monkeypatch):
 
 # ---- the training loop ------------------------------------------------------------------------------------------
 
-def _fit(check_every=None, nan_at=None, epochs=2, evaluate=None, steps=6, keep=None):
+def _fit(check_every=None, nan_at=None, epochs=2, evaluate=None, steps=6, keep=None, precision="fp32"):
     """fit() on a Linear with 6 steps an epoch; the forward returns NaN on call `nan_at`; `keep` gets the model."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
@@ -89,7 +89,8 @@ def _fit(check_every=None, nan_at=None, epochs=2, evaluate=None, steps=6, keep=N
 
     result = fit(model, lambda epoch: iter(data), steps, evaluate or (lambda: {"accuracy": 0.5}), epochs=epochs,
                  groups=[{"params": list(model.parameters()), "lr": 1e-2}], warmup_ratio=0.1, max_grad_norm=1.0,
-                 device=torch.device("cpu"), forward=forward, headline="accuracy", check_every=check_every)
+                 device=torch.device("cpu"), forward=forward, headline="accuracy", check_every=check_every,
+                 precision=precision)
     return result, model, calls
 
 
@@ -129,11 +130,12 @@ def test_reading_every_step_stops_before_the_nan_reaches_the_weights():
     assert not all(torch.isfinite(p).all() for p in every_4[0].parameters())
 
 
-def test_evaluation_runs_under_the_training_autocast(monkeypatch):
-    monkeypatch.setattr(train_module, "autocast_for", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+@pytest.mark.parametrize("precision, autocast", [("bf16", True), ("fp32", False)])
+def test_evaluation_runs_under_the_training_precision(precision, autocast):
     seen = []
-    _fit(epochs=1, evaluate=lambda: seen.append(torch.is_autocast_enabled("cpu")) or {"accuracy": 1.0})
-    assert seen == [True]
+    _fit(epochs=1, evaluate=lambda: seen.append(torch.is_autocast_enabled("cpu")) or {"accuracy": 1.0},
+         precision=precision)
+    assert seen == [autocast]
 
 
 def test_to_device_keeps_the_batch_structure():

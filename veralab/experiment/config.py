@@ -17,6 +17,7 @@ from pathlib import Path
 from ..core.config import AdapterConfig, ConfigError
 from .glue import GLUE_TASKS, glue_fingerprint
 from .models import EMBEDDED_TEXT, EMBEDDED_VISION
+from .precision import PRECISIONS, resolve_precision
 from .tasks import task_kind
 
 DEFAULT_LR = {"vera": 1e-2, "lora": 5e-4, "full": 2e-5, "head": 0.0}  # adapter learning rate by method
@@ -54,6 +55,7 @@ class RunConfig:
     glue_dir: str | None = None
     checkpoint: str | None = None  # vision: local weights for a timm model (offline)
     device: str = "auto"
+    precision: str = "auto"  # "auto": bf16 autocast on a GPU or a CPU with native bf16 (AMX, AVX512-BF16), else fp32
     output_dir: str = "runs"
     run_name: str | None = None
     save_adapter: bool = True
@@ -84,6 +86,8 @@ class RunConfig:
                               f"{self.warmup_ratio!r}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise ConfigError(f"unknown device {self.device!r}; allowed: {DEVICES}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.checkpoint is not None:
             if kind == "text":
                 raise ConfigError(f"checkpoint ({self.checkpoint}) holds local weights for a vision model; a text "
@@ -158,14 +162,18 @@ class RunConfig:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    def resolved_precision(self) -> str:
+        """`precision` as this machine resolves "auto" ("fp32" or "bf16"): a bf16 run and a float32 run differ."""
+        return resolve_precision(self.precision, self.resolved_device())
+
     def identity(self) -> dict:
         """What makes two runs the same run: every setting but where it is written and whether to redo it, with the
-        device resolved (so CPU records never count as done for a sweep on a GPU) and a local GLUE folder as its
-        files' sha256 (the same files elsewhere are the same run)."""
+        device and precision resolved (so CPU records never count as done for a sweep on a GPU, nor float32 records
+        for a bf16 sweep) and a local GLUE folder as its files' sha256 (the same files elsewhere are the same run)."""
         flat = {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
         if self.glue_dir and self.task in GLUE_TASKS:  # the data's content, not where it lies
             flat["glue_dir"] = glue_fingerprint(self.glue_dir, self.task)
-        return {**flat, "device": self.resolved_device()}
+        return {**flat, "device": self.resolved_device(), "precision": self.resolved_precision()}
 
 
 def run_field_names() -> list[str]:

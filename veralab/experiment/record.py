@@ -55,7 +55,10 @@ def git_commit() -> str | None:
 def device_info(device) -> dict:
     import torch
 
-    info = {"type": device.type, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    from .precision import cpu_bf16_path
+
+    info = {"type": device.type, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "cpu_bf16": cpu_bf16_path()}
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     return info

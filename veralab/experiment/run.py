@@ -23,6 +23,7 @@ from .config import RunConfig
 from .images import to_model_input
 from .metrics import compute
 from .models import load_text_model, load_vision_model
+from .precision import autocast, check_precision
 from .record import RECORD, device_info, git_commit, peak_memory, read_record, versions
 from .tasks import TaskError, image_tensors, load_image_task, load_text_task, subsample, tokenize
 from .train import TrainingDiverged, fit, parameter_groups, seed_everything
@@ -63,9 +64,22 @@ def _device(config: RunConfig) -> torch.device:
 
 # ---- prepare: data and model per kind ------------------------------------------------------------------------
 
+def unfused_attention_for_cpu_bf16(model) -> str | None:
+    """On a CPU under bf16 autocast, PyTorch's fused attention (SDPA) is slower than the plain matmul-softmax-matmul
+    (its backward took 4x its float32 time on AVX512-BF16, a quarter of a MiniLM step; BENCHMARKS.md): switch a
+    Hugging Face model to "eager" attention, the same function. Returns the implementation now in use."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+        return "eager"
+    return None
+
+
 def _text_setup(config: RunConfig, device) -> TaskSetup:
     data = load_text_task(config.task, config.glue_dir)
     model, tokenizer = load_text_model(config.model_name, data.num_labels)
+    attention = getattr(model.config, "_attn_implementation", None)
+    if device.type == "cpu" and config.resolved_precision() == "bf16":
+        attention = unfused_attention_for_cpu_bf16(model) or attention
     sizes = {"train": config.max_train_samples, "test": config.max_eval_samples,
              "validation": config.max_validation_samples or config.max_eval_samples}
     splits = {name: subsample(split, sizes[name], config.run_seed if name == "train" else 0)
@@ -96,7 +110,7 @@ def _text_setup(config: RunConfig, device) -> TaskSetup:
     evals = [name for name in splits if name != "train"]
     info = {"source": data.source, **data.notes, "train_used": len(splits["train"]),
             "eval_used": {name: len(splits[name]) for name in evals},
-            "max_length": config.max_length, "tokenizer": tokenizer.name_or_path}
+            "max_length": config.max_length, "tokenizer": tokenizer.name_or_path, "attention": attention}
     if data.num_labels > 1:
         info["majority_class"] = majority_class({name: encoded[name]["label"] for name in evals})
     return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(splits["train"]), eval_batches,
@@ -182,7 +196,7 @@ def train(setup: TaskSetup, config: RunConfig, device: torch.device) -> dict:
     return fit(setup.model, setup.train_batches, -(-setup.train_size // config.batch_size),
                lambda: setup.evaluate(setup.eval_splits[0]), epochs=config.epochs, groups=groups,
                warmup_ratio=config.warmup_ratio, max_grad_norm=config.max_grad_norm, device=device,
-               forward=setup.forward, headline=setup.metrics[0])
+               forward=setup.forward, headline=setup.metrics[0], precision=config.resolved_precision())
 
 
 @torch.no_grad()
@@ -196,10 +210,12 @@ def evaluate(model, batches, forward, metrics, num_labels) -> dict:
     return compute(list(metrics), np.concatenate(preds), np.concatenate(golds))
 
 
-def held_out_test(setup: TaskSetup) -> dict | None:
-    """The test split's metrics where the task has one besides the split evaluated every epoch."""
+def held_out_test(setup: TaskSetup, device: torch.device, precision: str) -> dict | None:
+    """The test split's metrics where the task has one besides the split evaluated every epoch (under the
+    training's precision, as every evaluation)."""
     if "test" in setup.eval_splits and setup.eval_splits[0] != "test":
-        return setup.evaluate("test")
+        with autocast(device.type, precision):
+            return setup.evaluate("test")
     return None
 
 
@@ -251,12 +267,16 @@ def run_experiment(config: RunConfig | dict) -> dict:
         _check_same_run(config, existing, run_dir)
         if existing.get("status") == "ok" and not config.force:
             return {**existing, "reused": True}
+    check_precision(config.precision, config.resolved_device())
     _check_writable(run_dir)
     seed_everything(config.run_seed)
     device = _device(config)
     started = time.time()
-    record = {"status": "running", "name": config.name(), "config": config.to_dict(), "kind": config.kind,
-              "model": config.model_name, "device": device_info(device), "versions": versions(),
+    # the record holds the precision as resolved here ("auto" could resolve otherwise on the machine reading it)
+    stored = {**config.to_dict(), "precision": config.resolved_precision()}
+    record = {"status": "running", "name": config.name(), "config": stored, "kind": config.kind,
+              "model": config.model_name, "device": device_info(device), "precision": config.resolved_precision(),
+              "versions": versions(),
               "git_commit": git_commit(), "started": _now(started)}
     try:
         setup = prepare(config, device)
@@ -268,7 +288,7 @@ def run_experiment(config: RunConfig | dict) -> dict:
                                 "target_modules": list(resolved.target_modules or ()),
                                 "head_modules": list(resolved.head_modules or ())})
         result = train(setup, config, device)
-        test = held_out_test(setup)
+        test = held_out_test(setup, device, config.resolved_precision())
     except (TrainingDiverged, torch.OutOfMemoryError) as err:
         reason = str(err).splitlines()[0]
         if isinstance(err, torch.OutOfMemoryError):

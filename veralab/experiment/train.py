@@ -1,6 +1,7 @@
 """The training loop shared by every study: AdamW with separate adapter and head learning rates, linear warmup
-and decay, gradient clipping, bf16 autocast on CUDA (training and evaluation), an evaluation every epoch, and a stop
-on a non-finite loss. On a GPU the loop reads the loss on the host only every few steps (see fit).
+and decay, gradient clipping, bf16 autocast where the run's precision says so (training and evaluation alike), an
+evaluation every epoch, and a stop on a non-finite loss. On a GPU the loop reads the loss on the host only every few
+steps (see fit).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .precision import autocast, resolve_precision
 
 
 class TrainingDiverged(RuntimeError):
@@ -62,13 +65,6 @@ def warmup_linear(optimizer, warmup_steps: int, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA (vectors and heads stay float32 parameters); full float32 on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
 def to_device(batch, device: torch.device):
     """A tensor, or a dict / tuple / list of them, on `device`. To a GPU from pinned memory without blocking (a
     pageable copy makes the host wait for the GPU to drain its queue before every batch); elsewhere a plain .to()."""
@@ -109,13 +105,15 @@ def read_losses(pending: list[torch.Tensor], epoch: int, step: int) -> list[floa
 
 def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluate: Callable[[], dict], *,
         epochs: int, groups: list[dict], warmup_ratio: float, max_grad_norm: float, device: torch.device,
-        forward: Callable, headline: str, check_every: int | None = None) -> dict:
+        forward: Callable, headline: str, check_every: int | None = None, precision: str = "auto") -> dict:
     """Train; returns per-epoch history and timing. `batches(epoch)` yields (inputs, labels) on the device.
 
     The losses stay on the device and are read every `check_every` steps (default: sync_every(device)) and at each
     epoch's end: one host sync per read, not two per step. A non-finite loss stops training with the epoch and step
-    where it first appeared, found among the losses read. Evaluation runs under the same autocast as training.
+    where it first appeared, found among the losses read. `precision` ("auto", "fp32", "bf16"; see precision.py)
+    sets the autocast, the same for evaluation as for training.
     """
+    precision = resolve_precision(precision, device.type)
     optimizer = torch.optim.AdamW(groups)
     total = epochs * steps_per_epoch
     scheduler = warmup_linear(optimizer, int(warmup_ratio * total), total)
@@ -128,7 +126,7 @@ def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluat
         epoch_start, losses, pending = time.perf_counter(), [], []  # pending: device losses not read yet
 
         for inputs, labels in batches(epoch):
-            with autocast_for(device):
+            with autocast(device.type, precision):
                 loss = loss_fn(forward(model, inputs), labels)
             pending.append(loss.detach())
             step += 1
@@ -145,7 +143,7 @@ def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluat
         if pending:
             losses += read_losses(pending, epoch, step)
         train_seconds = time.perf_counter() - epoch_start
-        with autocast_for(device):
+        with autocast(device.type, precision):
             metrics = evaluate()
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
                         "validation": metrics, "train_seconds": round(train_seconds, 3)})

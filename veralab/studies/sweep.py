@@ -32,6 +32,7 @@ import yaml
 from ..core.config import ConfigError
 from ..experiment.config import RunConfig
 from ..experiment.glue import GLUE_TASKS
+from ..experiment.precision import check_precision
 from ..experiment.record import read_record
 from ..experiment.train import progress
 from .profiles import PROFILES
@@ -55,8 +56,10 @@ class Point:
     def __post_init__(self) -> None:
         config = RunConfig.from_dict(self.params)
         # "auto" is resolved here, where the sweep starts: a worker that cannot see the GPU then fails loudly
-        # instead of training on the CPU under a GPU run's name
-        self.params = {**config.to_dict(), "device": config.resolved_device()}
+        # instead of training on the CPU under a GPU run's name, and every point of a sweep has one precision
+        device = config.resolved_device()
+        check_precision(config.precision, device)
+        self.params = {**config.to_dict(), "device": device, "precision": config.resolved_precision()}
 
     @property
     def run_dir(self) -> Path:
