@@ -5,13 +5,15 @@ per point), at several --jobs values, each into a fresh results folder.
     python benchmarks/bench_sweep.py --jobs 1 2 4 8           # on a GPU: several small runs sharing it
     python benchmarks/bench_sweep.py --study rank_sweep --tasks rotten_tomatoes --seeds 0
     python benchmarks/bench_sweep.py --jobs 1 2 --seeds 0 --methods head vera --set epochs=1 shots_per_class=5
+    python benchmarks/bench_sweep.py --study main_table --profile glue_cpu --glue-dir GLUE --tasks sst2 --seeds 0 \
+        --set precision=bf16                                # glue_cpu points: 2 jobs x 1 thread vs 1 job x 2 threads
 
 On a machine with GPUs, the sweep pins worker k to the k-th visible GPU mod n, so --jobs above the GPU count puts
 several runs on one GPU. "overhead s/run" is the sweep's wall time per run, times jobs, less the run's own wall time
 from its record: kernel start, imports, model and data loading outside the timed run, and papermill's bookkeeping.
 "devices" is what the runs' records report (type and name: that the workers really landed on the GPU).
-Writes <out>/sweep_<device>.csv and .md (after each --jobs value, so an interrupted benchmark keeps its rows) and
-sweep_<device>_runs.csv, one row per run; --out defaults to benchmarks/.
+Writes <out>/sweep_<device>[_<profile>].csv and .md (after each --jobs value, so an interrupted benchmark keeps its
+rows) and sweep_<device>[_<profile>]_runs.csv, one row per run; --out defaults to benchmarks/.
 """
 
 from __future__ import annotations
@@ -50,13 +52,13 @@ def run_rows(folder: Path, jobs: int) -> list[dict]:
     return rows
 
 
-def measure(study, grid_file, jobs, keep: Path | None = None):
+def measure(study, profile, grid_file, jobs, keep: Path | None = None, glue_dir=None):
     out = tempfile.mkdtemp(prefix="bench_sweep_") if keep is None else str(keep / f"jobs_{jobs}")
     if keep is not None:
         shutil.rmtree(out, ignore_errors=True)  # a fresh folder: finished records would be reused, not re-run
     try:
         start = time.perf_counter()
-        summary = run_sweep(study, grid_file=grid_file, jobs=jobs, output_dir=out)
+        summary = run_sweep(study, profile=profile, grid_file=grid_file, jobs=jobs, output_dir=out, glue_dir=glue_dir)
         wall = time.perf_counter() - start
         runs = collect_records(out)
         per_run = run_rows(Path(out), jobs)
@@ -81,7 +83,7 @@ def grid(args) -> dict:
     if args.methods:
         from veralab.studies.sweep import load_grid
 
-        points = [p for p in load_grid(args.study).get("points") or [] if p.get("method") in args.methods]
+        points = [p for p in load_grid(args.study, args.profile).get("points") or [] if p.get("method") in args.methods]
         if not points:
             raise SystemExit(f"no point of study {args.study!r} has a method in {args.methods}")
         spec["points"] = points
@@ -91,6 +93,8 @@ def grid(args) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", default="vit")
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--glue-dir", default=None, help="a local GLUE folder, for the GLUE profiles")
     parser.add_argument("--tasks", nargs="+", default=["digits"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--jobs", nargs="+", type=int, default=[1, 2])
@@ -103,7 +107,8 @@ def main():
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     stem = f"sweep_{'cuda' if torch.cuda.is_available() else 'cpu'}"
-    header = (f"device: {device}; study: {args.study} (default profile), tasks {args.tasks}, seeds {args.seeds}"
+    stem += "" if args.profile == "default" else f"_{args.profile}"
+    header = (f"device: {device}; study: {args.study} ({args.profile} profile), tasks {args.tasks}, seeds {args.seeds}"
               + (f", methods {args.methods}" if args.methods else "") + (f", set {args.set}" if args.set else "")
               + f"; {time.strftime('%Y-%m-%d')}")
     rows, per_run = [], []
@@ -111,7 +116,7 @@ def main():
         yaml.safe_dump(grid(args), grid_file)
         grid_file.flush()
         for jobs in args.jobs:
-            row, runs = measure(args.study, grid_file.name, jobs, args.keep)
+            row, runs = measure(args.study, args.profile, grid_file.name, jobs, args.keep, args.glue_dir)
             rows.append(row)
             per_run += runs
             frame = pd.DataFrame(rows)

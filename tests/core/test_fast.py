@@ -72,6 +72,31 @@ def test_fast_path_in_bfloat16_autocast_is_within_1e_2(layer):
             assert torch.linalg.norm(q.grad - p.grad) <= 1e-2 * torch.linalg.norm(p.grad), name
 
 
+@pytest.mark.parametrize("targets, out_features", [(("query",), 768), (("qkv.q", "qkv.v"), 2304)])
+@pytest.mark.parametrize("b_scale", [1.0, 1e-2])
+def test_at_full_width_cpu_bf16_training_is_within_1e_2_of_float32(targets, out_features, b_scale):
+    """The CUDA kernel test's setting on the CPU path that bf16 runs take: 768 wide, r=1024, 8 x 256 tokens."""
+    def output_and_grads(fast_path, bf16):
+        torch.manual_seed(1)
+        holder = torch.nn.Module()
+        holder.add_module(targets[0].split(".")[0], torch.nn.Linear(768, out_features))
+        vl.add_adapters(holder, vl.AdapterConfig(rank=1024, fast_path=fast_path, target_modules=targets))
+        layer = getattr(holder, targets[0].split(".")[0])
+        with torch.no_grad():
+            for delta in layer.deltas.values():  # b starts at 0; random b makes every gradient non-trivial
+                delta.vera_b.normal_(generator=torch.Generator().manual_seed(2)).mul_(b_scale)
+        x = torch.randn(8, 256, 768, generator=torch.Generator().manual_seed(0), requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = layer(x)
+        y.float().pow(2).mean().backward()
+        vectors = [torch.cat([d.get_parameter(v).grad for d in layer.deltas.values()]) for v in ("vera_d", "vera_b")]
+        return [y.detach().float(), x.grad, *vectors]
+
+    reference, merged = output_and_grads("never", False), output_and_grads("always", True)
+    for what, a, b in zip(("output", "grad x", "grad d", "grad b"), merged, reference):
+        assert a.dtype == torch.float32 and (a - b).norm() <= 1e-2 * b.norm(), what
+
+
 def test_auto_choice_follows_the_cost_model():
     # inference: merged iff T > m·n/(m+n)
     assert not prefer_merged_path(383, 768, 768, 1024, training=False)

@@ -19,7 +19,7 @@ def run_config(**flat) -> RunConfig:
     return RunConfig.from_dict(flat)
 
 
-RECORD_KEYS = {"status", "name", "config", "kind", "model", "data", "metric", "resolved", "device", "versions",
+RECORD_KEYS = {"status", "name", "config", "kind", "model", "data", "metric", "resolved", "device", "precision", "versions",
                "git_commit", "started", "finished", "epochs", "best", "final", "test", "params", "adapter_bytes",
                "time", "memory", "evaluated_on"}
 

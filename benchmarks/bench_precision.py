@@ -1,0 +1,165 @@
+"""float32 against bf16 autocast on this CPU, for the runs the GLUE studies make (all-MiniLM-L6-v2, glue_cpu's
+batch of 32 and length cap of 128).
+
+    python benchmarks/bench_precision.py                     # per training step, every method, interleaved rounds
+    python benchmarks/bench_precision.py --records runs/precision   # whole points: wall time and scores, paired
+
+Steps: head only, full fine-tuning, LoRA r=8, VeRA r=256 and r=1024, each model built twice (float32, and bf16 as
+a bf16 run builds it: eager attention) and timed one step (forward, backward, AdamW) per round, every row in every
+round, the order reversed each round; the median per row. One more row, VeRA r=1024 under bf16 with PyTorch's fused
+attention (SDPA), shows why bf16 runs switch to eager attention on the CPU. Writes precision_steps_cpu.csv / .md.
+
+--records reads a sweep of benchmarks/precision_sweep.yaml (each glue_cpu main-table point in both precisions) and
+writes precision_points_cpu.csv / .md: per method, the wall time of a whole point (the executed notebook's, from
+papermill, and the run's own) in both precisions and their ratio; per task and method, the paired bf16 - float32
+score difference over seeds, its mean and 95% t-interval in points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report import write_table  # noqa: E402
+
+import veralab as vl  # noqa: E402
+from veralab.experiment.precision import autocast, cpu_bf16_path  # noqa: E402
+from veralab.studies.collect import variant  # noqa: E402
+
+METHODS = {"head only": ("head", 1), "full fine-tune": ("full", 1), "LoRA r=8": ("lora", 8),
+           "VeRA r=256": ("vera", 256), "VeRA r=1024": ("vera", 1024)}
+
+
+def minilm(method, rank, attention):
+    from transformers import AutoModelForSequenceClassification
+
+    from veralab.experiment.models import _quiet_transformers
+    from veralab.experiment.resources import minilm_dir
+
+    _quiet_transformers()
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(str(minilm_dir()), num_labels=2,
+                                                               attn_implementation=attention)
+    return vl.add_adapters(model, vl.AdapterConfig(method=method, rank=rank))
+
+
+def training_step(model, inputs, labels, precision):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def step():
+        with autocast("cpu", precision):
+            logits = model(**inputs).logits
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def steps(batch, tokens, rounds):
+    generator = torch.Generator().manual_seed(0)
+    inputs = {"input_ids": torch.randint(1000, 30000, (batch, tokens), generator=generator),
+              "attention_mask": torch.ones(batch, tokens, dtype=torch.long)}
+    labels = torch.randint(0, 2, (batch,), generator=generator)
+    rows = {}
+    for name, (method, rank) in METHODS.items():
+        for precision, attention in (("fp32", "sdpa"), ("bf16", "eager")):
+            rows[name, precision, attention] = training_step(minilm(method, rank, attention), inputs, labels, precision)
+    rows["VeRA r=1024", "bf16", "sdpa"] = training_step(minilm("vera", 1024, "sdpa"), inputs, labels, "bf16")
+    for step in rows.values():
+        step()  # warm-up
+    times = {key: [] for key in rows}
+    keys = list(rows)
+    for i in range(rounds):
+        for key in keys if i % 2 == 0 else keys[::-1]:
+            start = time.perf_counter()
+            rows[key]()
+            times[key].append((time.perf_counter() - start) * 1000)
+        print(f"round {i + 1}/{rounds}", flush=True)
+    out = []
+    for (name, precision, attention), values in times.items():
+        base = statistics.median(times[name, "fp32", "sdpa"])
+        ms = statistics.median(values)
+        out.append({"tokens": f"{batch}x{tokens}", "method": name, "precision": precision, "attention": attention,
+                    "ms_per_step": round(ms, 1), "x_fp32": round(ms / base, 2)})
+    return out
+
+
+def notebook_seconds(run_dir: Path) -> float | None:
+    """The executed notebook's duration as papermill recorded it: the point's whole wall time inside its kernel."""
+    for path in run_dir.glob("*.ipynb"):
+        duration = json.loads(path.read_text())["metadata"].get("papermill", {}).get("duration")
+        if duration is not None:
+            return float(duration)
+    return None
+
+
+def points(folder: Path) -> pd.DataFrame:
+    rows = []
+    for path in sorted(folder.glob("*/record.json")):
+        record = json.loads(path.read_text())
+        if record.get("status") != "ok":
+            raise SystemExit(f"{path} is not an ok record: re-run the sweep first")
+        config = record["config"]
+        rows.append({"task": config["task"], "method": variant(config), "seed": config["run_seed"],
+                     "precision": record["precision"], "score": 100 * record["final"][record["metric"]],
+                     "run_s": record["time"]["wall_seconds"], "train_s": record["time"]["train_seconds"],
+                     "notebook_s": notebook_seconds(path.parent)})
+    return pd.DataFrame(rows)
+
+
+def paired(frame: pd.DataFrame) -> pd.DataFrame:
+    wide = frame.pivot_table(index=["task", "method", "seed"], columns="precision",
+                             values=["score", "run_s", "notebook_s"])
+    rows = []
+    for (task, method), group in wide.groupby(level=[0, 1]):
+        diff = (group["score", "bf16"] - group["score", "fp32"]).to_numpy()
+        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.nan
+        rows.append({"task": task, "method": method, "seeds": len(diff),
+                     "fp32": round(group["score", "fp32"].mean(), 2), "bf16": round(group["score", "bf16"].mean(), 2),
+                     "bf16_minus_fp32": round(diff.mean(), 2), "ci95_low": round(diff.mean() - half, 2),
+                     "ci95_high": round(diff.mean() + half, 2),
+                     "notebook_s_fp32": round(group["notebook_s", "fp32"].mean(), 1),
+                     "notebook_s_bf16": round(group["notebook_s", "bf16"].mean(), 1),
+                     "x_fp32": round(group["notebook_s", "bf16"].sum() / group["notebook_s", "fp32"].sum(), 2)})
+    return pd.DataFrame(rows)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=Path, default=None, help="a precision_sweep.yaml sweep's folder")
+    parser.add_argument("--tokens", nargs="+", type=int, default=[64, 128], help="tokens per example")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", default=None, help="folder for the tables (default: benchmarks/)")
+    args = parser.parse_args()
+    where = (f"cpu ({torch.get_num_threads()} threads, bf16 path: {cpu_bf16_path()}); torch {torch.__version__}; "
+             f"{time.strftime('%Y-%m-%d')}")
+    if args.records:
+        frame = points(args.records)
+        table = paired(frame)
+        total = frame.pivot_table(index=["task", "method", "seed"], columns="precision", values="notebook_s").sum()
+        header = (f"{where}; {len(frame)} points from {args.records} (glue_cpu main table, both precisions); whole "
+                  f"points: bf16 took {total['bf16'] / total['fp32']:.2f}x the float32 notebook time")
+        write_table(table, header, "precision_points_cpu", out_dir=args.out)
+        return
+    rows = []
+    for tokens in args.tokens:
+        rows += steps(args.batch, tokens, args.rounds)
+    write_table(pd.DataFrame(rows), f"{where}; all-MiniLM-L6-v2, median of {args.rounds} interleaved rounds",
+                "precision_steps_cpu", out_dir=args.out)
+
+
+if __name__ == "__main__":
+    main()
