@@ -105,23 +105,27 @@ def notebook_seconds(run_dir: Path) -> float | None:
     return None
 
 
-def points(folder: Path) -> pd.DataFrame:
+def points(folders: list[Path]) -> pd.DataFrame:
     rows = []
-    for path in sorted(folder.glob("*/record.json")):
+    for path in sorted(p for folder in folders for p in folder.glob("*/record.json")):
         record = json.loads(path.read_text())
         if record.get("status") != "ok":
             raise SystemExit(f"{path} is not an ok record: re-run the sweep first")
         config = record["config"]
-        rows.append({"task": config["task"], "method": variant(config), "seed": config["run_seed"],
+        rate = f", lr {config['lr']:g}" if config.get("lr") else ""
+        rows.append({"task": config["task"], "method": variant(config) + rate, "seed": config["run_seed"],
                      "precision": record["precision"], "score": 100 * record["final"][record["metric"]],
                      "run_s": record["time"]["wall_seconds"], "train_s": record["time"]["train_seconds"],
                      "notebook_s": notebook_seconds(path.parent)})
     return pd.DataFrame(rows)
 
 
-def paired(frame: pd.DataFrame) -> pd.DataFrame:
+def paired(frame: pd.DataFrame, times: bool = True) -> pd.DataFrame:
+    """Per task and method, the seeds run in both precisions: scores, their paired difference and, with `times`
+    (both precisions measured in one sweep), the notebook times."""
     wide = frame.pivot_table(index=["task", "method", "seed"], columns="precision",
                              values=["score", "run_s", "notebook_s"])
+    wide = wide.dropna(subset=[("score", "bf16"), ("score", "fp32")])
     rows = []
     for (task, method), group in wide.groupby(level=[0, 1]):
         diff = (group["score", "bf16"] - group["score", "fp32"]).to_numpy()
@@ -129,30 +133,35 @@ def paired(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append({"task": task, "method": method, "seeds": len(diff),
                      "fp32": round(group["score", "fp32"].mean(), 2), "bf16": round(group["score", "bf16"].mean(), 2),
                      "bf16_minus_fp32": round(diff.mean(), 2), "ci95_low": round(diff.mean() - half, 2),
-                     "ci95_high": round(diff.mean() + half, 2),
-                     "notebook_s_fp32": round(group["notebook_s", "fp32"].mean(), 1),
-                     "notebook_s_bf16": round(group["notebook_s", "bf16"].mean(), 1),
-                     "x_fp32": round(group["notebook_s", "bf16"].sum() / group["notebook_s", "fp32"].sum(), 2)})
+                     "ci95_high": round(diff.mean() + half, 2)})
+        if times:
+            rows[-1].update(notebook_s_fp32=round(group["notebook_s", "fp32"].mean(), 1),
+                            notebook_s_bf16=round(group["notebook_s", "bf16"].mean(), 1),
+                            x_fp32=round(group["notebook_s", "bf16"].sum() / group["notebook_s", "fp32"].sum(), 2))
     return pd.DataFrame(rows)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=Path, default=None, help="a precision_sweep.yaml sweep's folder")
+    parser.add_argument("--records", type=Path, nargs="+", default=None,
+                        help="folders of a precision sweep's records (and of the float32 runs they pair with)")
     parser.add_argument("--tokens", nargs="+", type=int, default=[64, 128], help="tokens per example")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--stem", default="precision_points_cpu", help="--records: the tables' file name")
+    parser.add_argument("--scores-only", action="store_true", help="--records from several sweeps: no times")
     parser.add_argument("--out", default=None, help="folder for the tables (default: benchmarks/)")
     args = parser.parse_args()
     where = (f"cpu ({torch.get_num_threads()} threads, bf16 path: {cpu_bf16_path()}); torch {torch.__version__}; "
              f"{time.strftime('%Y-%m-%d')}")
     if args.records:
         frame = points(args.records)
-        table = paired(frame)
-        total = frame.pivot_table(index=["task", "method", "seed"], columns="precision", values="notebook_s").sum()
-        header = (f"{where}; {len(frame)} points from {args.records} (glue_cpu main table, both precisions); whole "
-                  f"points: bf16 took {total['bf16'] / total['fp32']:.2f}x the float32 notebook time")
-        write_table(table, header, "precision_points_cpu", out_dir=args.out)
+        table = paired(frame, times=not args.scores_only)
+        header = f"{where}; {len(frame)} records from {', '.join(map(str, args.records))}"
+        if not args.scores_only:
+            total = frame.pivot_table(index=["task", "method", "seed"], columns="precision", values="notebook_s").sum()
+            header += f"; whole points: bf16 took {total['bf16'] / total['fp32']:.2f}x the float32 notebook time"
+        write_table(table, header, args.stem, out_dir=args.out)
         return
     rows = []
     for tokens in args.tokens:

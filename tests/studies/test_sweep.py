@@ -61,7 +61,10 @@ def test_each_study_notebook_runs_under_papermill_and_writes_its_record(study, t
     tags = [c["metadata"].get("tags", []) for c in executed["cells"]]
     assert ["injected-parameters"] in tags
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
-    assert any("image/png" in o.get("data", {}) for o in outputs)  # the study plot was drawn
+    skipped = [c for c in executed["cells"] if "sweep-skip" in c["metadata"].get("tags", [])]
+    assert len(skipped) == 1 and "figure" in "".join(skipped[0]["source"])  # the study figure: drawn once, at the end
+    assert not skipped[0]["outputs"] and skipped[0]["execution_count"] is None
+    assert any(f"{record['name']}: ok" in "".join(o.get("text", "")) for o in outputs), outputs  # the summary
     assert not any("it/s]" in o.get("text", "") for o in outputs)  # progress bars stay quiet under papermill
     warnings = [o.get("text", "") for o in outputs if o.get("name") == "stderr" or o["output_type"] == "error"]
     assert not warnings, warnings  # no pink box: every warning is dealt with, none is left to the reader

@@ -2,6 +2,7 @@
 output, leaked socket folders, and the Slurm executor through submitit's local cluster."""
 
 import glob
+import json
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -120,3 +122,50 @@ def test_slurm_executor_runs_through_submitit(tmp_path, capsys):
     assert summary["done"] == 2 and not summary["failed"], summary
     assert len(glob.glob(str(out / "*" / "record.json"))) == 2
     assert glob.glob(str(out / ".submitit" / "*" / "*_log.out"))  # submitit's per-job logs, as on a cluster
+
+
+def _notebook(path, *sources):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                                 "display_name": "Python 3"}})
+    notebook.cells = [nbformat.v4.new_code_cell("value = 0", metadata={"tags": ["parameters"]})]
+    notebook.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    nbformat.write(notebook, path)
+    return path
+
+
+def _stdout(path):
+    cells = json.loads(Path(path).read_text())["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
+
+
+def test_a_sweep_worker_keeps_its_kernel_between_points_with_a_fresh_namespace(tmp_path, monkeypatch):
+    """Kernel start and imports are paid once per worker; each notebook still starts from an empty namespace; a
+    failing notebook takes its kernel down, and stopping the worker's kernel leaves no process or folder behind."""
+    from veralab.studies.sweep import WarmKernel, run_notebook
+
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
+    first = _notebook(tmp_path / "first.ipynb", "import os\nleftover = value\nprint('pid', os.getpid())")
+    second = _notebook(tmp_path / "second.ipynb", "import os\nprint('pid', os.getpid(), 'leftover' in globals())")
+    failing = _notebook(tmp_path / "failing.ipynb", "raise ValueError('this point fails')")
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        run_notebook(first, out / "1.ipynb", {"value": 1}, keep_kernel=True)
+        run_notebook(second, out / "2.ipynb", {"value": 2}, keep_kernel=True)
+        pid = _stdout(out / "1.ipynb").split()[1]
+        assert _stdout(out / "2.ipynb").split() == ["pid", pid, "False"]  # same kernel, empty namespace
+        assert (out / "2.ipynb").with_suffix(".kernel.log").is_file()
+        with pytest.raises(Exception, match="this point fails"):
+            run_notebook(failing, out / "3.ipynb", {"value": 3}, keep_kernel=True)
+        assert WarmKernel.current is None and not psutil.pid_exists(int(pid))
+        run_notebook(second, out / "4.ipynb", {"value": 4}, keep_kernel=True)
+        fresh = _stdout(out / "4.ipynb").split()[1]
+        assert fresh != pid and len(_socket_dirs()) == 1
+    finally:
+        if WarmKernel.current is not None:
+            WarmKernel.current.stop()
+    assert not _socket_dirs() and not psutil.pid_exists(int(fresh))

@@ -65,6 +65,6 @@ def summarize(record: dict) -> None:
         params = record["params"]
         print(f"  {params['adapter']:,} adapter + {params['head']:,} head parameters trained, of {params['total']:,}; "
               f"adapter file {record['adapter_bytes'] / 1024:.1f} KiB; {record['time']['wall_seconds']:.0f} s on "
-              f"{record['device']['type']}")
+              f"{record['device']['type']} in {record.get('precision', 'fp32')}")
     else:
         print(f"  error: {record.get('error')}")

@@ -40,6 +40,7 @@ from .profiles import PROFILES
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 EXECUTORS = ("local", "ray", "slurm")
 CLAIM = ".claim"  # a lock file in each run folder; see claim()
+SWEEP_SKIP = "sweep-skip"  # a notebook cell with this tag runs in JupyterLab and by hand, not in a sweep
 STUDIES = {"rank_sweep": "01_rank_sweep.ipynb", "init_ablation": "02_init_ablation.ipynb",
            "vector_ablation": "03_vector_ablation.ipynb", "vit": "04_vit_image_classification.ipynb",
            "main_table": "06_main_table.ipynb"}
@@ -142,25 +143,110 @@ def _kernel_manager_class(socket_dir: str, log):
     class IsolatedKernelManager(AsyncKernelManager):
         """Kernel sockets on IPC paths in this execution's own folder, so parallel workers never race for TCP
         ports; the kernel process's own stderr (not the cells': those land in the notebook) goes to `log`. Async,
-        as papermill's default manager, so nbclient enforces the cell timeout."""
+        as papermill's default manager, so nbclient enforces the cell timeout. It remembers the clients it made,
+        so a kernel kept between notebooks has each notebook's client closed after it."""
 
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.transport = "ipc"
             self.ip = str(Path(socket_dir) / "kernel")
+            self.made_clients = []
 
         async def start_kernel(self, **kwargs):
             return await super().start_kernel(**{"stdout": log, "stderr": log, **kwargs})
 
+        def client(self, **kwargs):
+            made = super().client(**kwargs)
+            self.made_clients.append(made)
+            return made
+
     return IsolatedKernelManager
 
 
+class WarmKernel:
+    """The kernel a sweep worker keeps from one point to the next. Starting a kernel and importing torch,
+    transformers and veralab in it take 6-7 s, a tenth of a bf16 glue_cpu point: paid once per worker, not per
+    point. Each notebook starts from an empty namespace (%reset -f; modules stay imported, and every run seeds its
+    own RNGs). A notebook that fails, times out or is interrupted takes the kernel down with it; so does the
+    worker's exit. The kernel's own messages still go to <run>/<notebook>.kernel.log, a notebook's share each."""
+
+    current: WarmKernel | None = None  # this process's kept kernel
+
+    def __init__(self, key: tuple):
+        from jupyter_core.utils import run_sync
+
+        self.key = key
+        self.socket_dir = tempfile.mkdtemp(prefix="veralab-kernel-")
+        self.log_path = Path(self.socket_dir) / "kernel.log"
+        self.log = open(self.log_path, "ab")
+        self.km = _kernel_manager_class(self.socket_dir, self.log)(kernel_name="python3")
+        run_sync(self.km.start_kernel)(cwd=key[0])
+
+    @classmethod
+    def get(cls, cwd: str) -> WarmKernel:
+        """The kept kernel, started anew where the environment or folder it was started with differs."""
+        key = (cwd, tuple(sorted(os.environ.items())))
+        if cls.current is not None and cls.current.key != key:
+            cls.current.stop()
+        if cls.current is None:
+            cls.current = cls(key)
+            multiprocessing.util.Finalize(cls.current, cls.current.stop, exitpriority=10)  # at the worker's exit
+        return cls.current
+
+    def reset(self) -> None:
+        client = self.km.blocking_client()
+        client.start_channels()
+        try:
+            client.wait_for_ready(timeout=60)
+            reply = client.execute_interactive("get_ipython().run_line_magic('reset', '-f')", timeout=60,
+                                               output_hook=lambda message: None)
+        finally:
+            client.stop_channels()
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"could not reset the kept kernel: {reply['content']}")
+
+    def run(self, source, output, parameters: dict, timeout: int | None) -> None:
+        import papermill
+
+        offset = self.log_path.stat().st_size
+        try:
+            self.reset()
+            papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
+                                       progress_bar=False, log_output=False, cwd=self.key[0],
+                                       execution_timeout=timeout, skip_cells_with_tag=SWEEP_SKIP, km=self.km)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            for made in self.km.made_clients:
+                made.stop_channels()
+            self.km.made_clients.clear()
+            if self.log_path.exists():
+                with open(self.log_path, "rb") as log:
+                    log.seek(offset)
+                    Path(output).with_suffix(".kernel.log").write_bytes(log.read())
+
+    def stop(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        if WarmKernel.current is self:
+            WarmKernel.current = None
+        try:
+            if self.km.has_kernel:
+                run_sync(self.km.shutdown_kernel)(now=True)
+        finally:
+            self.log.close()
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+
+
 def run_notebook(source, output, parameters: dict, timeout: int | None = None, env: dict | None = None,
-                 cwd=None) -> None:
+                 cwd=None, keep_kernel: bool = False) -> None:
     """papermill with what every veralab execution needs: quiet progress, inline plots, race-free kernel sockets,
-    the kernel process's own messages in <output>.kernel.log beside the executed notebook.
+    the kernel process's own messages in <output>.kernel.log beside the executed notebook, and cells tagged
+    SWEEP_SKIP left out (the study figure, which would redraw every record so far after each point: 2 s a point).
 
     `env` (and VERALAB_QUIET=1) reach the kernel through this process's environment, restored afterwards.
+    `keep_kernel`: run in this process's WarmKernel (sweep workers) instead of a kernel of the notebook's own.
     """
     import papermill
 
@@ -168,15 +254,20 @@ def run_notebook(source, output, parameters: dict, timeout: int | None = None, e
     os.environ.update({**(env or {}), "VERALAB_QUIET": "1"})
     os.environ.pop("MPLBACKEND", None)  # let the kernel use its inline backend, so plots land in the notebook
     logging.getLogger("papermill").setLevel(logging.CRITICAL)  # failures are reported once, by the sweep
-    socket_dir = tempfile.mkdtemp(prefix="veralab-kernel-")
     try:
-        with open(Path(output).with_suffix(".kernel.log"), "w") as log:
-            papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
-                                       progress_bar=False, log_output=False, cwd=str(cwd or Path.cwd()),
-                                       execution_timeout=timeout,
-                                       kernel_manager_class=_kernel_manager_class(socket_dir, log))
+        if keep_kernel:
+            WarmKernel.get(str(cwd or Path.cwd())).run(source, output, parameters, timeout)
+            return
+        socket_dir = tempfile.mkdtemp(prefix="veralab-kernel-")
+        try:
+            with open(Path(output).with_suffix(".kernel.log"), "w") as log:
+                papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
+                                           progress_bar=False, log_output=False, cwd=str(cwd or Path.cwd()),
+                                           execution_timeout=timeout, skip_cells_with_tag=SWEEP_SKIP,
+                                           kernel_manager_class=_kernel_manager_class(socket_dir, log))
+        finally:
+            shutil.rmtree(socket_dir, ignore_errors=True)
     finally:
-        shutil.rmtree(socket_dir, ignore_errors=True)
         os.environ.clear()
         os.environ.update(saved)
 
@@ -200,8 +291,9 @@ def claim(run_dir: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def execute_point(point: Point, timeout: int | None = None, env: dict | None = None) -> dict:
-    """Run one point's notebook unless another sweep holds or has finished it.
+def execute_point(point: Point, timeout: int | None = None, env: dict | None = None, keep_kernel: bool = False) -> dict:
+    """Run one point's notebook unless another sweep holds or has finished it (`keep_kernel`: in this worker's
+    WarmKernel).
 
     Returns {status: ok | failed | busy | done, name, notebook, error, seconds}.
     """
@@ -214,7 +306,7 @@ def execute_point(point: Point, timeout: int | None = None, env: dict | None = N
                 return {**result, "status": "busy", "seconds": 0.0}
             if point.done():
                 return {**result, "status": "done", "seconds": 0.0}
-            run_notebook(NOTEBOOKS / STUDIES[point.study], out, point.params, timeout, env)
+            run_notebook(NOTEBOOKS / STUDIES[point.study], out, point.params, timeout, env, keep_kernel=keep_kernel)
             if not point.done():
                 result.update(status="failed", error="the notebook finished but wrote no ok record")
     except TimeoutError as err:  # nbclient's CellTimeoutError; checked first, as TimeoutError is an OSError
@@ -273,7 +365,7 @@ def _run_local(points, jobs, timeout, bar):
         while queue or pending:
             while queue and free_slots:
                 slot = free_slots.pop(0)
-                pending[pool.submit(execute_point, queue.pop(0), timeout, worker_env(slot, jobs))] = slot
+                pending[pool.submit(execute_point, queue.pop(0), timeout, worker_env(slot, jobs), True)] = slot
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 free_slots.append(pending.pop(future))
