@@ -113,6 +113,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_vera.py
 	$(BIN)/python benchmarks/bench_vera.py --size medium
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_precision.py
 
 constraints: setup
 	( head -3 constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -viE '^(veralab)' ) > constraints.new

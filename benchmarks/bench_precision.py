@@ -116,7 +116,8 @@ def points(folders: list[Path]) -> pd.DataFrame:
         rows.append({"task": config["task"], "method": variant(config) + rate, "seed": config["run_seed"],
                      "precision": record["precision"], "score": 100 * record["final"][record["metric"]],
                      "run_s": record["time"]["wall_seconds"], "train_s": record["time"]["train_seconds"],
-                     "notebook_s": notebook_seconds(path.parent)})
+                     "notebook_s": notebook_seconds(path.parent), "threads": record["device"]["threads"],
+                     "cpu_bf16": record["device"].get("cpu_bf16")})
     return pd.DataFrame(rows)
 
 
@@ -157,7 +158,9 @@ def main():
     if args.records:
         frame = points(args.records)
         table = paired(frame, times=not args.scores_only)
-        header = f"{where}; {len(frame)} records from {', '.join(map(str, args.records))}"
+        header = (f"{len(frame)} records from {', '.join(map(str, args.records))}: threads per run "
+                  f"{sorted(set(frame['threads']))}, bf16 path {sorted(set(frame['cpu_bf16'].dropna()))}; "
+                  f"torch {torch.__version__}")
         if not args.scores_only:
             total = frame.pivot_table(index=["task", "method", "seed"], columns="precision", values="notebook_s").sum()
             header += f"; whole points: bf16 took {total['bf16'] / total['fp32']:.2f}x the float32 notebook time"
