@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from report import write_table  # noqa: E402
 
 import veralab as vl  # noqa: E402
+from veralab.experiment import RunConfig  # noqa: E402
 from veralab.experiment.precision import autocast, cpu_bf16_path  # noqa: E402
-from veralab.studies.collect import variant  # noqa: E402
+from veralab.studies.collect import collect_records, variant  # noqa: E402
 
 METHODS = {"head only": ("head", 1), "full fine-tune": ("full", 1), "LoRA r=8": ("lora", 8),
            "VeRA r=256": ("vera", 256), "VeRA r=1024": ("vera", 1024)}
@@ -113,7 +114,9 @@ def points(folders: list[Path]) -> pd.DataFrame:
             raise SystemExit(f"{path} is not an ok record: re-run the sweep first")
         config = record["config"]
         rate = f", lr {config['lr']:g}" if config.get("lr") else ""
+        twin = RunConfig.from_dict({**config, "precision": "fp32"}).name()  # the same point in float32
         rows.append({"task": config["task"], "method": variant(config) + rate, "seed": config["run_seed"],
+                     "family": config["method"], "fp32_name": twin,
                      "precision": record["precision"], "score": 100 * record["final"][record["metric"]],
                      "run_s": record["time"]["wall_seconds"], "train_s": record["time"]["train_seconds"],
                      "notebook_s": notebook_seconds(path.parent), "threads": record["device"]["threads"],
@@ -142,6 +145,35 @@ def paired(frame: pd.DataFrame, times: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def campaign_estimate(sample: pd.DataFrame, campaign: Path, outside_s: float) -> str:
+    """Worker-hours of the whole `campaign` (records run in float32 by an earlier veralab) if it ran in bf16 now.
+
+    Per task and method family (head, full, LoRA, VeRA), the ratio of a sample point's bf16 notebook time now to the
+    float32 record's run time of the same point in `campaign`, applied to every campaign record of that task and
+    family; the old points also paid `outside_s` seconds outside their run (kernel start, imports, the per-point
+    figure), measured in the old sweep. Families: every LoRA rank and every VeRA rank and variant share one ratio.
+    """
+    old = collect_records(campaign)
+    old = old[old["status"] == "ok"]
+    sample = sample[sample["precision"] == "bf16"]
+    ratios = {}
+    for _, row in sample.iterrows():
+        match = old[(old["name"] == row["fp32_name"])]
+        if len(match):
+            ratio = row["notebook_s"] / match["wall_seconds"].iloc[0]
+            ratios.setdefault((row["task"], row["family"]), []).append(ratio)
+    old = old.assign(family=old["method"])
+    missing = sorted({(t, f) for t, f in zip(old["task"], old["family"])} - set(ratios))
+    if missing:
+        return f"no sample point for {missing}: no estimate"
+    factor = [np.mean(ratios[t, f]) for t, f in zip(old["task"], old["family"])]
+    before = (old["wall_seconds"].sum() + outside_s * len(old)) / 3600
+    after = (old["wall_seconds"] * factor).sum() / 3600
+    return (f"{campaign}: {len(old)} runs took {old['wall_seconds'].sum() / 3600:.2f} worker-hours of run time in "
+            f"float32, {before:.2f} with {outside_s:g} s a point outside the run; in bf16 now about {after:.2f} "
+            f"({after / before:.2f}x)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=Path, nargs="+", default=None,
@@ -151,6 +183,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stem", default="precision_points_cpu", help="--records: the tables' file name")
     parser.add_argument("--scores-only", action="store_true", help="--records from several sweeps: no times")
+    parser.add_argument("--campaign", type=Path, default=None,
+                        help="--records: estimate this float32 campaign's worker-hours in bf16 from the sample")
+    parser.add_argument("--outside-s", type=float, default=0.0,
+                        help="--campaign: seconds each of its points spent outside its run (kernel, imports, figure)")
     parser.add_argument("--out", default=None, help="folder for the tables (default: benchmarks/)")
     args = parser.parse_args()
     where = (f"cpu ({torch.get_num_threads()} threads, bf16 path: {cpu_bf16_path()}); torch {torch.__version__}; "
@@ -164,6 +200,8 @@ def main():
         if not args.scores_only:
             total = frame.pivot_table(index=["task", "method", "seed"], columns="precision", values="notebook_s").sum()
             header += f"; whole points: bf16 took {total['bf16'] / total['fp32']:.2f}x the float32 notebook time"
+        if args.campaign:
+            header += "\n\n" + campaign_estimate(frame, args.campaign, args.outside_s)
         write_table(table, header, args.stem, out_dir=args.out)
         return
     rows = []

@@ -173,3 +173,21 @@ def test_the_rate_check_differs_from_glue_cpus_points_only_in_the_rate(tmp_path)
     for point in check:
         same = reference[point.params["task"], point.params["run_seed"], point.params["method"]]
         assert {k for k in point.params if point.params[k] != same[k]} == {"lr"}
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"seeds": [0, 0]}, r"task rotten_tomatoes, seed 0, point \{'method': 'head'\} is the same run as task "
+                        r"rotten_tomatoes, seed 0, point \{'method': 'head'\}"),
+    ({"seeds": [0], "points": [{"method": "vera", "rank": 4}, {"method": "vera", "rank": 4}]},
+     r"seed 0, point \{'method': 'vera', 'rank': 4\} is the same run as"),
+    ({"seeds": [0], "base": {"run_name": "mine"}}, r"the grid's base .* sets \['run_name'\]"),
+])
+def test_a_grid_that_names_one_run_twice_is_refused_not_merged(tmp_path, grid, message):
+    with pytest.raises(ConfigError, match=message):
+        expand("rank_sweep", load_grid("rank_sweep", "default", _grid_file(tmp_path, grid)), tmp_path)
+
+
+def test_every_profile_expands_without_a_repeated_run(tmp_path):
+    for name, profile in profiles.PROFILES.items():
+        for study in profile:
+            expand(study, load_grid(study, name), tmp_path)  # raises on a repeat

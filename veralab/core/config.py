@@ -7,6 +7,7 @@ shared A/B) that the studies' tables and figures compare the ablations against.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 METHODS = ("vera", "lora", "head", "full")
@@ -69,6 +70,10 @@ class AdapterConfig:
         _choice("fast_path", self.fast_path, FAST_PATHS)
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
             raise ConfigError(f"rank must be a positive integer, got {self.rank!r}")
+        for name in ("d_init", "b_init", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.method == "vera":

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +76,11 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, or None for all of the data; got {value!r}")
+        for name in ("lr", "head_lr", "weight_decay", "max_grad_norm", "warmup_ratio"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ConfigError(f"{name} must be a finite number; got {value!r}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"lr must be > 0, or None for the method's default; got {self.lr!r}")
         for name in ("head_lr", "weight_decay", "max_grad_norm"):

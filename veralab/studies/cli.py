@@ -6,9 +6,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import signal
 import sys
 import typing
+from pathlib import Path
 
 from ..core.config import AdapterConfig, ConfigError
 
@@ -19,6 +21,21 @@ def _parse_optional(kind):
 
     parse.__name__ = kind.__name__
     return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
+# argparse reads "-1e-3" as an option unless told that it is a number ("-5" and "-.5" it knows): a negative value
+# must reach the config's own check and its message, not "expected one argument"
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
 
 
 def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
@@ -101,6 +118,10 @@ def _collect(args) -> int:
 def _compare(args) -> int:
     from .collect import compare_records
 
+    for folder in (args.new, args.old):
+        if not Path(folder).is_dir():
+            raise ConfigError(f"{folder} is not a folder of run records; give two folders, e.g. runs/default "
+                              f"results/default")
     table = compare_records(args.new, args.old)
     both = table[table["where"] == "both"]
     same = (both["difference"].abs() == 0).sum()
@@ -159,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="veralab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and evaluate one configuration; writes <output-dir>/<name>/record.json")
+    run._negative_number_matcher = NEGATIVE_NUMBER
     add_config_flags(run, AdapterConfig)
     add_config_flags(run, RunConfig)
     run.set_defaults(func=_run)
@@ -167,18 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("study", choices=(*STUDIES, "all"))
     sweep.add_argument("--grid", help="YAML file overriding the profile's grid")
     sweep.add_argument("--profile", default="default", choices=tuple(PROFILES))
-    sweep.add_argument("--jobs", type=int, default=1, help="parallel workers; with n GPUs worker k uses GPU k mod n "
-                       "(jobs above n share GPUs)")
+    sweep.add_argument("--jobs", type=_positive_int, default=1, help="parallel workers; with n GPUs worker k uses "
+                       "GPU k mod n (jobs above n share GPUs)")
     sweep.add_argument("--executor", default="local", choices=EXECUTORS,
                        help="local: a process pool here; ray: a Ray cluster; slurm: one Slurm job per point (submitit)")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     sweep.add_argument("--output-dir", default="runs")
     sweep.add_argument("--glue-dir", default=None, help="a local GLUE folder (SST-2/, MRPC/, RTE/, STS-B/ with "
                        "train.tsv and dev.tsv) for every GLUE task; without it GLUE comes from the Hugging Face hub")
-    sweep.add_argument("--limit", type=int, default=None, help="run only the first N grid points")
+    sweep.add_argument("--limit", type=_positive_int, default=None, help="run only the first N grid points")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print each grid point's full run config (one JSON object a line) and run nothing")
-    sweep.add_argument("--timeout", type=int, default=None, help="seconds per notebook cell before the point fails")
+    sweep.add_argument("--timeout", type=_positive_int, default=None,
+                       help="seconds per notebook cell before the point fails (default: no limit)")
     slurm = sweep.add_argument_group("slurm executor (submitit)")
     slurm.add_argument("--slurm-partition", default=None)
     slurm.add_argument("--slurm-time", type=int, default=60, help="minutes per job")

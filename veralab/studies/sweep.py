@@ -76,8 +76,8 @@ class Point:
 
 
 GRID_KEYS = ("tasks", "seeds", "base", "task_overrides", "points", "axes")
-# set by the grid's lists, --output-dir and --glue-dir, never by a point
-RESERVED = ("task", "run_seed", "projection_prng_key", "output_dir", "glue_dir")
+# set by the grid's lists, --output-dir and --glue-dir, never by a point; run_name would give every point one name
+RESERVED = ("task", "run_seed", "projection_prng_key", "output_dir", "glue_dir", "run_name")
 
 
 def load_grid(study: str, profile: str = "default", grid_file: str | None = None) -> dict:
@@ -103,7 +103,7 @@ def load_grid(study: str, profile: str = "default", grid_file: str | None = None
 
 
 def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None) -> list[Point]:
-    """tasks × seeds × points (× axes), deduplicated by run directory, in a stable order.
+    """tasks × seeds × points (× axes), in a stable order; two that are the same run are refused, never merged.
 
     A point's settings are, later ones winning: `base`, the task's entry in `task_overrides` (per-task epochs and
     learning rates, as the paper's GLUE runs use), the point, its `axes` combination. `glue_dir` (a local GLUE
@@ -118,12 +118,14 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
     if stray:
         raise ConfigError(f"task_overrides names task(s) {stray} that are not in the grid's tasks {grid['tasks']}")
     for where, settings in [("grid point", p) for p in grid.get("points") or []] + \
-                           [(f"task_overrides[{t!r}]", o) for t, o in overrides.items()]:
+                           [(f"task_overrides[{t!r}]", o) for t, o in overrides.items()] + \
+                           [("the grid's base", grid.get("base") or {})]:
         clash = sorted(set(RESERVED) & set(settings))
         if clash:
             raise ConfigError(f"{where} {settings} sets {clash}: give tasks and seeds in the grid's `tasks` and "
-                              f"`seeds` lists, the output folder with --output-dir and a GLUE folder with --glue-dir")
-    points, seen = [], set()
+                              f"`seeds` lists, the output folder with --output-dir and a GLUE folder with --glue-dir; "
+                              f"a sweep names each run by its settings (no run_name)")
+    points, seen = [], {}
     for task, seed, point, combo in itertools.product(grid["tasks"], grid["seeds"], grid.get("points") or [{}],
                                                       combos):
         params = {**grid.get("base", {}), **overrides.get(task, {}), **point, **combo, "task": task,
@@ -131,9 +133,12 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
         if glue_dir and task in GLUE_TASKS:
             params["glue_dir"] = str(Path(glue_dir).expanduser().resolve())
         p = Point(study, params)  # validated here, before anything runs
-        if p.run_dir not in seen:
-            seen.add(p.run_dir)
-            points.append(p)
+        where = f"task {task}, seed {seed}, point {point}" + (f", axes {combo}" if combo else "")
+        if p.run_dir in seen:
+            raise ConfigError(f"study {study!r}: {where} is the same run as {seen[p.run_dir]} ({p.run_dir.name}); "
+                              f"a grid lists each task, seed, point and axis value once")
+        seen[p.run_dir] = where
+        points.append(p)
     return points
 
 

@@ -1,0 +1,49 @@
+"""Bad numbers on the command line get one line naming the flag and what is allowed, before any work: never a
+silent default, never a traceback."""
+
+import pytest
+
+from veralab.core.config import AdapterConfig, ConfigError
+from veralab.experiment import RunConfig
+from veralab.studies.cli import build_parser, main
+
+
+@pytest.mark.parametrize("name, value", [("lr", float("inf")), ("lr", float("nan")), ("head_lr", float("inf")),
+                                         ("weight_decay", float("nan")), ("lr", "1e-3")])
+def test_a_run_setting_that_is_not_a_finite_number_is_refused(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name} must be a finite number; got "):
+        RunConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", ["d_init", "b_init", "dropout"])
+def test_an_adapter_setting_that_is_not_a_finite_number_is_refused(name):
+    with pytest.raises(ConfigError, match=rf"^{name} must be a finite number, got nan"):
+        AdapterConfig(**{name: float("nan")})
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--lr", "-1e-3"], "lr must be > 0, or None for the method's default; got -0.001"),
+    (["run", "--lr", "inf"], "lr must be a finite number; got inf"),
+    (["run", "--d-init", "-1e-7", "--train-b"], None),  # a negative number is a value, not an option
+])
+def test_negative_and_non_finite_numbers_reach_the_configs_own_check(argv, message, capsys, tmp_path):
+    if message is None:
+        assert build_parser().parse_args(argv).d_init == -1e-7
+        return
+    assert main([*argv, "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {message}" and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("flag, value", [("--timeout", "0"), ("--timeout", "-5"), ("--limit", "-1"),
+                                         ("--limit", "0"), ("--jobs", "0")])
+def test_sweep_limits_must_be_positive(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "vit", flag, value, "--dry-run"])
+    assert exit_.value.code == 2
+    assert f"argument {flag}: must be a positive whole number, got '{value}'" in capsys.readouterr().err
+
+
+def test_compare_refuses_a_folder_that_is_not_there(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "runs-typo"), str(tmp_path)]) == 2
+    assert f"error: {tmp_path / 'runs-typo'} is not a folder of run records" in capsys.readouterr().err
