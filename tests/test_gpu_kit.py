@@ -301,3 +301,18 @@ def test_gpu_run_cpu_smoke_runs_every_step_end_to_end(smoke_kit, tmp_path):
     assert any(n.endswith("record.json") for n in names) and any(n.endswith("logs/setup.log") for n in names)
     with contextlib.suppress(OSError):  # the smoke leaves nothing in the checkout
         assert not list((REPO / "benchmarks").glob("*_tiny.*"))
+
+
+def test_a_local_sweep_defaults_to_a_one_thread_worker_per_core_within_memory(monkeypatch):
+    """Two one-thread workers beat one two-thread worker on 2 cores (BENCHMARKS.md); a small machine's memory caps
+    the count, and a worker's threads are the cores shared out."""
+    import psutil
+
+    if sweep._gpu_count():
+        pytest.skip("with GPUs the default is a worker per GPU")
+    cores = os.cpu_count()
+    assert sweep.default_jobs() == min(cores, psutil.virtual_memory().available // sweep.WORKER_MEMORY)
+    small = psutil.virtual_memory()._replace(available=3 * 2**30)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: small)
+    assert sweep.default_jobs() == 1
+    assert sweep.worker_env(0, cores)["OMP_NUM_THREADS"] == "1"

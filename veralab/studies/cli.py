@@ -88,7 +88,7 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import SlurmOptions, run_sweep, sweep_points
+    from .sweep import SlurmOptions, default_jobs, run_sweep, sweep_points
 
     if args.dry_run:
         for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir):
@@ -97,7 +97,8 @@ def _sweep(args) -> int:
 
     slurm = SlurmOptions(partition=args.slurm_partition, time_min=args.slurm_time, gpus=args.slurm_gpus,
                          cpus=args.slurm_cpus, mem_gb=args.slurm_mem_gb, cluster=args.submitit_cluster)
-    summary = run_sweep(args.study, grid_file=args.grid, profile=args.profile, jobs=args.jobs,
+    jobs = args.jobs or (default_jobs() if args.executor == "local" else 1)
+    summary = run_sweep(args.study, grid_file=args.grid, profile=args.profile, jobs=jobs,
                         executor=args.executor, output_dir=args.output_dir, ray_address=args.ray_address,
                         limit=args.limit, timeout=args.timeout, slurm=slurm, glue_dir=args.glue_dir)
     return 1 if summary["failed"] else 0
@@ -189,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("study", choices=(*STUDIES, "all"))
     sweep.add_argument("--grid", help="YAML file overriding the profile's grid")
     sweep.add_argument("--profile", default="default", choices=tuple(PROFILES))
-    sweep.add_argument("--jobs", type=_positive_int, default=1, help="parallel workers; with n GPUs worker k uses "
-                       "GPU k mod n (jobs above n share GPUs)")
+    sweep.add_argument("--jobs", type=_positive_int, default=None, help="parallel workers; with n GPUs worker k uses "
+                       "GPU k mod n (jobs above n share GPUs). Default, local: one per GPU, or without one a "
+                       "one-thread worker per CPU core (as many as memory holds at 2 GiB each); ray, slurm: 1")
     sweep.add_argument("--executor", default="local", choices=EXECUTORS,
                        help="local: a process pool here; ray: a Ray cluster; slurm: one Slurm job per point (submitit)")
     sweep.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")

@@ -333,6 +333,21 @@ def _gpu_count() -> int:
         return 0
 
 
+WORKER_MEMORY = 2 * 2**30  # a glue_cpu worker (MiniLM, kernel, data) peaks near 1.7 GiB
+
+
+def default_jobs() -> int:
+    """Local sweeps' --jobs: a worker per GPU; without one, a one-thread worker per core, as many as the available
+    memory holds. On 2 cores, two one-thread workers finish 1.23x the bf16 glue_cpu points an hour that one
+    two-thread worker does (BENCHMARKS.md, "Precision")."""
+    import psutil
+
+    gpus = _gpu_count()
+    if gpus:
+        return gpus
+    return max(1, min(os.cpu_count() or 1, psutil.virtual_memory().available // WORKER_MEMORY))
+
+
 def worker_env(slot: int, jobs: int, gpus: list[str] | None = None) -> dict:
     """Pin worker `slot` to one GPU, round-robin (several small runs share a GPU when jobs > GPUs), and share the CPU
     cores out so workers do not oversubscribe them.
