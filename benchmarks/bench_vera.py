@@ -227,10 +227,10 @@ CHECK_LAYERS = {  # label: (module name, target modules, out features); input wi
 }
 
 
-def _vera_layer(name, targets, out_features, fast_path, device):
+def _vera_layer(name, targets, out_features, fast_path, device, in_features=768):
     torch.manual_seed(1)
     holder = torch.nn.Module()
-    holder.add_module(name, torch.nn.Linear(768, out_features))
+    holder.add_module(name, torch.nn.Linear(in_features, out_features))
     vl.add_adapters(holder, vl.AdapterConfig(rank=1024, fast_path=fast_path, target_modules=targets))
     layer = getattr(holder, name)
     with torch.no_grad():
@@ -273,7 +273,7 @@ def crossover(device, rounds, precision, tokens=None, width=768, rank=1024):
         x = torch.randn(t, width, device=device, requires_grad=True)
         steps = {}
         for path in ("always", "never"):
-            layer = _vera_layer("query", ("query",), width, path, device)
+            layer = _vera_layer("query", ("query",), width, path, device, in_features=width)
 
             def step(layer=layer, x=x):
                 with autocast(device.type, precision):
@@ -283,7 +283,8 @@ def crossover(device, rounds, precision, tokens=None, width=768, rank=1024):
             step()
             steps[path] = step
         ms = median_times(steps, device, rounds)
-        model = prefer_merged_path(t, width, width, rank, training=True)
+        model = prefer_merged_path(t, width, width, rank, training=True,
+                                   cpu_bf16=device.type == "cpu" and precision == "bf16")
         faster = "merged" if ms["always"] < ms["never"] else "reference"
         rows.append({"tokens": t, "merged_ms": round(ms["always"], 3), "reference_ms": round(ms["never"], 3),
                      "merged_x_reference": round(ms["always"] / ms["never"], 2), "faster": faster,
@@ -302,6 +303,7 @@ def main():
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--crossover", action="store_true", help="merged vs reference by token count, one layer")
     parser.add_argument("--tokens", nargs="+", type=int, default=None, help="--crossover's token counts")
+    parser.add_argument("--width", type=int, default=768, help="--crossover's layer width (MiniLM's: 384)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as a run's: auto is bf16 on CUDA "
                         "and on CPUs with native bf16 (AMX, AVX512-BF16), float32 elsewhere")
     parser.add_argument("--out", default=None, help="folder for the tables (default: benchmarks/)")
@@ -313,10 +315,11 @@ def main():
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     rounds = args.rounds or (20 if device.type == "cuda" else 7)
     if args.crossover:
-        frame = crossover(device, rounds, precision, args.tokens)
-        header = (f"device: {name}; one 768x768 VeRA r=1024 layer, training step (forward + backward), "
-                  f"{precision}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
-        write_table(frame, header, f"crossover_{device.type}_{precision}", out_dir=args.out)
+        frame = crossover(device, rounds, precision, args.tokens, width=args.width)
+        header = (f"device: {name}; one {args.width}x{args.width} VeRA r=1024 layer, training step (forward + "
+                  f"backward), {precision}; torch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+        width = "" if args.width == 768 else f"_{args.width}"
+        write_table(frame, header, f"crossover_{device.type}_{precision}{width}", out_dir=args.out)
         return
     size = args.size or ("full" if device.type == "cuda" else "small")
     frame = benchmark(size, device, rounds, precision)

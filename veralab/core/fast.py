@@ -18,19 +18,25 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+CPU_BF16_BUILD = 725  # FLOP-equivalents per weight of building W0 + ΔW under CPU bf16 autocast (fitted: see below)
 
-def prefer_merged_path(tokens: int, out_features: int, in_features: int, rank: int, training: bool) -> bool:
+
+def prefer_merged_path(tokens: int, out_features: int, in_features: int, rank: int, training: bool,
+                       cpu_bf16: bool = False) -> bool:
     """Whether building ΔW costs fewer FLOPs than the unmerged x→A→Λd→B→Λb path (per layer, per call).
 
     Inference: unmerged adds T·r·(m+n); merged adds m·n·r to build ΔW.
     Training: unmerged adds about 2·T·r·(m+n) (one product each way in forward and in backward); merged adds the
     weight gradient T·m·n plus two m·n·r products (ΔW and G·Aᵀ). On a CPU the crossover measured for m=n=768,
-    r=1024 sits near T=500 tokens, where this model puts it (472).
+    r=1024 sits near T=500 tokens, where this model puts it (472). Under bf16 autocast on a CPU the products get
+    about twice as fast while building W0 + ΔW in float32 and rounding it to bf16 does not: `cpu_bf16` adds
+    CPU_BF16_BUILD·m·n to the merged side, which puts that crossover at 640 tokens, where it was measured.
     """
     m, n, r = out_features, in_features, rank
+    build = CPU_BF16_BUILD * m * n if cpu_bf16 else 0
     if training:
-        return 2 * tokens * r * (m + n) > tokens * m * n + 2 * m * n * r
-    return tokens * r * (m + n) > m * n * r
+        return 2 * tokens * r * (m + n) > tokens * m * n + 2 * m * n * r + build
+    return tokens * r * (m + n) > m * n * r + build
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -122,12 +122,13 @@ class VeraDelta(nn.Module):
         """The merged-ΔW kernel computes (W0 + ΔW)·x, which equals the formula only without adapter dropout."""
         return self.fast_path != "never" and isinstance(self.dropout, nn.Identity)
 
-    def wants_fused(self, tokens: int, training: bool) -> bool:
+    def wants_fused(self, tokens: int, training: bool, cpu_bf16: bool = False) -> bool:
         if not self.can_fuse():
             return False
         if self.fast_path == "always":
             return True
-        return prefer_merged_path(tokens, self.out_features, self.in_features, self.projection.rank, training)
+        return prefer_merged_path(tokens, self.out_features, self.in_features, self.projection.rank, training,
+                                  cpu_bf16)
 
     def __repr__(self) -> str:
         return f"VeraDelta(in={self.in_features}, out={self.out_features}, r={self.projection.rank})"
@@ -152,7 +153,7 @@ class LoraDelta(nn.Module):
         h = F.linear(self.dropout(x), self.lora_A.to(x.dtype))
         return F.linear(h, self.lora_B.to(h.dtype)) * self.scaling
 
-    def wants_fused(self, tokens: int, training: bool) -> bool:
+    def wants_fused(self, tokens: int, training: bool, cpu_bf16: bool = False) -> bool:
         return False
 
 
@@ -193,7 +194,8 @@ class AdaptedLinear(nn.Module):
             return self.base(x)
         tokens = x.numel() // x.shape[-1]
         grad = torch.is_grad_enabled()
-        if all(delta.wants_fused(tokens, grad) for delta in self.deltas.values()):
+        cpu_bf16 = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        if all(delta.wants_fused(tokens, grad, cpu_bf16) for delta in self.deltas.values()):
             spans = [self.slices[name] for name in self.deltas]
             factors = [(*delta.matrices(), delta.vera_d, delta.vera_b) for delta in self.deltas.values()]
             return merged_vera_linear(x, self.base.weight, self.base.bias, spans, factors)
