@@ -1,6 +1,9 @@
 """Bad numbers on the command line get one line naming the flag and what is allowed, before any work: never a
 silent default, never a traceback."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from veralab.core.config import AdapterConfig, ConfigError
@@ -47,3 +50,25 @@ def test_sweep_limits_must_be_positive(flag, value, capsys):
 def test_compare_refuses_a_folder_that_is_not_there(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "runs-typo"), str(tmp_path)]) == 2
     assert f"error: {tmp_path / 'runs-typo'} is not a folder of run records" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_max_length_past_the_models_positions_is_refused_before_training(tmp_path, capsys):
+    assert main(["run", "--task", "rotten_tomatoes", "--max-length", "4096", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "error: max_length 4096 is longer than model 'minilm' can read; allowed: 1 to 512 tokens"
+    assert not list(tmp_path.glob("*/record.json"))
+
+
+def test_figures_refuse_a_folder_of_failed_runs_and_an_out_that_is_a_file(tmp_path, capsys):
+    run = tmp_path / "runs" / "x"
+    run.mkdir(parents=True)
+    (run / "record.json").write_text(json.dumps({"status": "failed", "name": "x", "error": "loss became nan",
+                                                 "config": {"method": "vera", "rank": 4, "task": "digits"}}))
+    assert main(["figures", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "figs")]) == 2
+    assert "are all unfinished or failed (first: x: loss became nan); nothing to draw" in capsys.readouterr().err
+    assert not (tmp_path / "figs").exists()
+    (tmp_path / "afile").write_text("")
+    committed = str(Path(__file__).resolve().parents[2] / "results" / "default")
+    assert main(["figures", "--runs", committed, "--out", str(tmp_path / "afile")]) == 2
+    assert "--out" in capsys.readouterr().err

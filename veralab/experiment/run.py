@@ -77,6 +77,7 @@ def unfused_attention_for_cpu_bf16(model) -> str | None:
 def _text_setup(config: RunConfig, device) -> TaskSetup:
     data = load_text_task(config.task, config.glue_dir)
     model, tokenizer = load_text_model(config.model_name, data.num_labels)
+    check_max_length(config.max_length, model, tokenizer)
     attention = getattr(model.config, "_attn_implementation", None)
     if device.type == "cpu" and config.resolved_precision() == "bf16":
         attention = unfused_attention_for_cpu_bf16(model) or attention
@@ -115,6 +116,16 @@ def _text_setup(config: RunConfig, device) -> TaskSetup:
         info["majority_class"] = majority_class({name: encoded[name]["label"] for name in evals})
     return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(splits["train"]), eval_batches,
                      evals, lambda m, inputs: m(**inputs).logits, info)
+
+
+def check_max_length(max_length: int, model, tokenizer) -> None:
+    """Before any training: a length past the model's position embeddings would fail deep inside its forward.
+    RoBERTa's 514 positions hold 512 tokens (two are its padding offset), which its tokenizer's limit says."""
+    limits = [n for n in (getattr(model.config, "max_position_embeddings", None),
+                          getattr(tokenizer, "model_max_length", None)) if isinstance(n, int) and n < 10**6]
+    if limits and max_length > min(limits):
+        raise ConfigError(f"max_length {max_length} is longer than model {getattr(model, 'veralab_base_name', '')!r} "
+                          f"can read; allowed: 1 to {min(limits)} tokens")
 
 
 def majority_class(eval_labels: dict) -> dict:

@@ -463,7 +463,14 @@ def make_all(runs="runs", out="figures", score: str = "final", stat: str = "medi
         if frame.attrs["skipped"]:
             why = f", only {len(frame.attrs['skipped'])} unreadable ones (named in the warnings above)"
         raise FileNotFoundError(f"no run records ({RECORD}) under {runs}{why}; nothing written to {out}")
+    if not (frame["status"] == "ok").any():
+        failed = frame[frame["status"] != "ok"]
+        raise FileNotFoundError(f"the {len(failed)} run record(s) under {runs} are all unfinished or failed (first: "
+                                f"{failed['name'].iloc[0]}: {failed['error'].iloc[0] or failed['status'].iloc[0]}); "
+                                f"nothing to draw, nothing written to {out}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; give a folder for the figures and tables")
     out.mkdir(parents=True, exist_ok=True)
     written = _write_table(results_table(frame, score, stat), table_note(frame, score, stat), out, f"{prefix}results")
     if rank_sweep_tasks(frame):
