@@ -105,11 +105,22 @@ def test_empty_files_are_refused(tmp_path, text, expected):
         read_glue_split(tmp_path, "sst2", "dev")
 
 
-def test_a_file_that_is_not_utf8_text_is_named(tmp_path):
+def test_a_file_that_is_not_utf8_text_is_named_with_its_line(tmp_path):
     (tmp_path / "SST-2").mkdir()
-    (tmp_path / "SST-2" / "dev.tsv").write_bytes(b"sentence\tlabel\n\xff\xfe caf\xe9\t1\n")
-    with pytest.raises(GlueDataError, match=r"dev.tsv is not a UTF-8 tab-separated text file"):
+    (tmp_path / "SST-2" / "dev.tsv").write_bytes(b"sentence\tlabel\nfine\t1\n\xff\xfe caf\xe9\t1\n")
+    with pytest.raises(GlueDataError, match=r"dev.tsv line 3 is not UTF-8 text \(invalid start byte at byte 22\)"):
         read_glue_split(tmp_path, "sst2", "dev")
+
+
+def test_a_damaged_overlong_line_is_named(tmp_path):
+    path = _tsv(tmp_path, "SST-2", "sentence\tlabel\nfine\t1\n" + "x" * 300_000 + "\t1\nok\t0\n", "dev")
+    with pytest.raises(GlueDataError, match=rf"^{path} line 3 cannot be read as tab-separated text \(field larger "):
+        read_glue_split(tmp_path, "sst2", "dev")
+
+
+def test_a_glue_dir_that_does_not_exist_says_so(tmp_path):
+    with pytest.raises(GlueDataError, match=rf"^GLUE dir {tmp_path / 'nope'} does not exist; give the folder"):
+        read_glue_split(tmp_path / "nope", "sst2", "dev")
 
 
 def test_header_and_row_problems_are_told_apart(tmp_path):

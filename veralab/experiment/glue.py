@@ -43,13 +43,20 @@ class GlueDataError(ValueError):
 
 def _read_tsv(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, fields) of every line but blank ones, which hold no example."""
+    rows, reader = [], None
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-            return [(reader.line_num, row) for row in reader if row]
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise GlueDataError(f"{path} is not a UTF-8 tab-separated text file ({err}); use the GLUE download's TSVs") \
-            from err
+            rows = [(reader.line_num, row) for row in reader if row]
+    except UnicodeDecodeError as err:
+        line = Path(path).read_bytes()[:err.start].count(b"\n") + 1
+        raise GlueDataError(f"{path} line {line} is not UTF-8 text ({err.reason} at byte {err.start}); use the GLUE "
+                            f"download's TSVs") from err
+    except csv.Error as err:
+        line = reader.line_num if reader else 1
+        raise GlueDataError(f"{path} line {line} cannot be read as tab-separated text ({err}): a damaged line; "
+                            f"fix it or restore the file from the GLUE download") from err
+    return rows
 
 
 def _read_table(path: Path, task: str, header: tuple[str, ...] | None) -> list[tuple[int, dict]]:
@@ -108,6 +115,9 @@ def read_glue_split(glue_dir, task: str, split: str) -> tuple[list[tuple[str, st
 def glue_file(glue_dir, task: str, split: str) -> Path:
     """The task's `split` TSV ("train" or "dev") in a local GLUE folder; one clear error when it is missing."""
     path = Path(glue_dir) / GLUE_DIRS[task] / f"{split}.tsv"
+    if not Path(glue_dir).is_dir():
+        raise GlueDataError(f"GLUE dir {glue_dir} does not exist; give the folder that holds SST-2/, MRPC/, RTE/, "
+                            f"STS-B/ (each with train.tsv and dev.tsv), or drop --glue-dir to use the hub")
     if not path.is_file():
         have = sorted(p.name for p in Path(glue_dir).iterdir()) if Path(glue_dir).is_dir() else []
         raise GlueDataError(f"GLUE dir {glue_dir} has no {GLUE_DIRS[task]}/{split}.tsv for task {task!r} (it holds: "
