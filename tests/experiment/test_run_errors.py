@@ -107,3 +107,35 @@ def test_a_damaged_record_counts_as_absent(tmp_path, content):
 
     (tmp_path / "record.json").write_bytes(content.encode("latin-1"))
     assert read_record(tmp_path) is None
+
+
+def _tiny_mrpc(root, rows=24):
+    header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+    lines = [f"{i % 2}\t{i}\t{i + 100}\tThe company said sales rose {i} percent .\t"
+             f"{'Sales rose' if i % 2 else 'Profits fell'} {i} percent , the company said .\n" for i in range(rows)]
+    (root / "MRPC").mkdir(parents=True, exist_ok=True)
+    (root / "MRPC" / "train.tsv").write_text(header + "".join(lines))
+    (root / "MRPC" / "dev.tsv").write_text(header + "".join(lines[:16]))
+
+
+@pytest.mark.slow
+def test_edited_data_is_another_run_never_the_stored_record_nor_a_seed_of_it(tmp_path):
+    """Edit a GLUE file after a run: a run under the same run_name is refused (the stored record read other data),
+    and the run on the edited data is another setting in the tables, never pooled with the first as a seed."""
+    from veralab.studies.collect import collect_records
+
+    glue = tmp_path / "glue"
+    _tiny_mrpc(glue)
+    flat = {"task": "mrpc", "glue_dir": str(glue), "method": "head", "epochs": 1, "max_length": 32, "batch_size": 8,
+            "save_adapter": False, "output_dir": str(tmp_path / "runs")}
+    run_experiment(RunConfig.from_dict({**flat, "run_name": "mine"}))
+    first = run_experiment(RunConfig.from_dict(flat))
+    _tiny_mrpc(glue, rows=20)  # edited
+    with pytest.raises(ConfigError, match=r"run folder .*mine holds a run with other settings \(glue_dir: "
+                                          r"'sha256:\w+' here, 'sha256:\w+' there\)"):
+        run_experiment(RunConfig.from_dict({**flat, "run_name": "mine"}))
+    second = run_experiment(RunConfig.from_dict(flat))
+    assert second["name"] != first["name"] and not second.get("reused")
+    frame = collect_records(tmp_path / "runs")
+    hashed = frame[frame["name"] != "mine"]
+    assert len(hashed) == 2 and hashed["setting"].nunique() == 2

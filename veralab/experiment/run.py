@@ -241,6 +241,8 @@ def _check_same_run(config: RunConfig, record: dict, run_dir) -> None:
         raise ConfigError(f"{run_dir / RECORD} is not a record veralab can read ({err}); move it away or choose "
                           f"another run_name") from err
     ours = config.identity()
+    if "glue_dir" in ours:  # the data the stored run read, not what its folder holds now: edited data is another run
+        stored["glue_dir"] = (record.get("data") or {}).get("files_sha256", stored["glue_dir"])
     differs = [f"{k}: {ours.get(k)!r} here, {stored.get(k)!r} there" for k in sorted(set(ours) | set(stored))
                if ours.get(k) != stored.get(k)]
     if differs:

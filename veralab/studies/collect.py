@@ -59,7 +59,8 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     row["variant"] = variant(config)
     row["default_variant"] = config["method"] != "vera" or all(
         config.get(name, getattr(DEFAULT, name)) == getattr(DEFAULT, name) for name in ABLATION_FIELDS)
-    row["setting"] = setting_of(config)
+    row["setting"] = setting_of({**config, "data": (record.get("data") or {}).get("files_sha256")})  # edited data:
+    # another setting, never pooled with runs on the old files as if they were seeds
     row["metric"] = headline
     if record.get("status") == "ok":
         test = record.get("test") or {}
