@@ -191,3 +191,25 @@ def test_every_profile_expands_without_a_repeated_run(tmp_path):
     for name, profile in profiles.PROFILES.items():
         for study in profile:
             expand(study, load_grid(study, name), tmp_path)  # raises on a repeat
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seeds: 0\n", r"grid.yaml \(study rank_sweep\): seeds must be a list of whole numbers; got 0"),
+    ("points: {method: vera}\n", r"points must be a list of mappings of settings; got \{'method': 'vera'\}"),
+    ("tasks: rte\n", r"tasks must be a list of task names; got 'rte'"),
+    ("points: [\n  {method: vera\n", r"grid.yaml line 3, column 1 is not valid YAML: expected ',' or '\}'"),
+    ("seeds: [0]\npoints:\n  - {method: vera, lr: 1e-3x}\n",
+     r"study 'rank_sweep', task rotten_tomatoes, seed 0, point \{'method': 'vera', 'lr': '1e-3x'\}: lr must be a "
+     r"finite number; got '1e-3x'"),
+])
+def test_a_malformed_grid_file_is_refused_in_one_message(tmp_path, text, message):
+    (tmp_path / "grid.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        expand("rank_sweep", load_grid("rank_sweep", "default", str(tmp_path / "grid.yaml")), tmp_path)
+
+
+def test_numbers_that_yaml_reads_as_strings_are_numbers(tmp_path):
+    """PyYAML reads 1e-7 (no dot) as a string: a float setting gets its number, and the run its right name."""
+    (tmp_path / "grid.yaml").write_text("seeds: [0]\npoints:\n  - {method: vera, rank: 4, lr: 3e-2, d_init: 1e-7}\n")
+    [point] = expand("rank_sweep", load_grid("rank_sweep", "default", str(tmp_path / "grid.yaml")), tmp_path)
+    assert point.params["lr"] == 3e-2 and point.params["d_init"] == 1e-7 and isinstance(point.params["d_init"], float)

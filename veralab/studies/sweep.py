@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from ..core.config import ConfigError
+from ..core.config import AdapterConfig, ConfigError
 from ..experiment.config import RunConfig
 from ..experiment.glue import GLUE_TASKS
 from ..experiment.precision import check_precision
@@ -88,7 +88,14 @@ def load_grid(study: str, profile: str = "default", grid_file: str | None = None
         raise ConfigError(f"profile {profile!r} has no study {study!r}; its studies: {', '.join(PROFILES[profile])}")
     grid = copy.deepcopy(PROFILES[profile][study])
     if grid_file:
-        text = yaml.safe_load(Path(grid_file).read_text()) or {}
+        try:
+            text = yaml.safe_load(Path(grid_file).read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{grid_file}{where} is not valid YAML: {getattr(err, 'problem', None) or err}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read grid file {grid_file}: {err}") from err
         override = text.get(study, text) if isinstance(text, dict) else None
         if not isinstance(override, dict):
             raise ConfigError(f"{grid_file} must be a mapping (keys: {', '.join(GRID_KEYS)}), optionally under a "
@@ -96,10 +103,51 @@ def load_grid(study: str, profile: str = "default", grid_file: str | None = None
         unknown = set(override) - set(GRID_KEYS) - set(STUDIES)
         if unknown:
             raise ConfigError(f"{grid_file}: unknown grid key(s) {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+        check_grid_shapes(override, f"{grid_file} (study {study})")
         grid.update({k: v for k, v in override.items() if k not in STUDIES})
         if "base" in override:
             grid["base"] = {**PROFILES[profile][study].get("base", {}), **override["base"]}
     return grid
+
+
+GRID_SHAPES = {"tasks": "a list of task names", "seeds": "a list of whole numbers", "base": "a mapping of settings",
+               "task_overrides": "a mapping from task to a mapping of settings",
+               "points": "a list of mappings of settings", "axes": "a mapping from setting to a list of values"}
+
+
+def yaml_numbers(params: dict) -> dict:
+    """Numbers as numbers: PyYAML reads 1e-3 (no dot) as the string '1e-3'; a float setting given such a string
+    gets its float, anything else is left for the config's own check to refuse."""
+    import typing
+
+    hints = {**typing.get_type_hints(AdapterConfig), **typing.get_type_hints(RunConfig)}
+    out = dict(params)
+    for name, value in params.items():
+        if isinstance(value, str) and float in (typing.get_args(hints.get(name)) or (hints.get(name),)):
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def check_grid_shapes(grid: dict, where: str) -> None:
+    """Each grid key holds what expand() reads, or one message naming the file, the key and what it should be."""
+    def fits(key, value):
+        if key in ("tasks", "seeds"):
+            kind = str if key == "tasks" else int
+            return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+        if key == "base":
+            return isinstance(value, dict)
+        if key == "task_overrides":
+            return isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())
+        if key == "points":
+            return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        return isinstance(value, dict) and all(isinstance(v, list) for v in value.values())
+
+    for key, value in grid.items():
+        if key in GRID_SHAPES and not fits(key, value):
+            raise ConfigError(f"{where}: {key} must be {GRID_SHAPES[key]}; got {value!r}")
 
 
 def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None) -> list[Point]:
@@ -132,7 +180,10 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
                   "run_seed": seed, "projection_prng_key": seed, "output_dir": str(Path(output_dir).resolve())}
         if glue_dir and task in GLUE_TASKS:
             params["glue_dir"] = str(Path(glue_dir).expanduser().resolve())
-        p = Point(study, params)  # validated here, before anything runs
+        try:
+            p = Point(study, yaml_numbers(params))  # validated here, before anything runs
+        except ConfigError as err:
+            raise ConfigError(f"study {study!r}, task {task}, seed {seed}, point {point}: {err}") from err
         where = f"task {task}, seed {seed}, point {point}" + (f", axes {combo}" if combo else "")
         if p.run_dir in seen:
             raise ConfigError(f"study {study!r}: {where} is the same run as {seen[p.run_dir]} ({p.run_dir.name}); "
