@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -139,3 +140,29 @@ def test_edited_data_is_another_run_never_the_stored_record_nor_a_seed_of_it(tmp
     frame = collect_records(tmp_path / "runs")
     hashed = frame[frame["name"] != "mine"]
     assert len(hashed) == 2 and hashed["setting"].nunique() == 2
+
+
+@pytest.mark.slow
+def test_the_same_run_started_twice_at_once_is_refused_not_trained_twice(tmp_path):
+    """Two `veralab run` with one run_name (or one config) at once: the second is refused in one line while the
+    first trains; once the first is done the same command reuses its record."""
+    long = {**QUICK_IMAGE, "method": "vera", "rank": 4, "shots_per_class": 20, "epochs": 400,
+            "output_dir": str(tmp_path), "run_name": "shared"}
+    args = [sys.executable, "-m", "veralab", "run", *[f"--{k.replace('_', '-')}={v}" for k, v in long.items()
+                                                       if k != "save_adapter"], "--no-save-adapter"]
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        lock = tmp_path / "shared" / ".run.lock"
+        deadline = time.time() + 120
+        while time.time() < deadline and not (lock.is_file() and lock.read_text()):
+            time.sleep(0.2)
+        with pytest.raises(ConfigError, match=rf"run folder .*shared is in use by another run \(.* pid {first.pid} "):
+            run_experiment(RunConfig.from_dict({**long, "rank": 8}))  # other settings, same folder
+        with pytest.raises(ConfigError, match="is in use by another run"):
+            run_experiment(RunConfig.from_dict(long))
+    finally:
+        first.kill()
+        first.wait()
+    assert not (tmp_path / "shared" / "record.json").exists()
+    done = run_experiment(RunConfig.from_dict({**long, "epochs": 1}))
+    assert done["status"] == "ok"  # the lock died with its process: nothing stale blocks the folder

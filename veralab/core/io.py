@@ -1,11 +1,15 @@
-"""Atomic file writing, the one I/O helper every layer shares: readers never see half a file, a failed write leaves
-nothing behind, and files get the user's umask like any other tool's output."""
+"""Atomic file writing and exclusive locks, the I/O helpers every layer shares: readers never see half a file, a
+failed write leaves nothing behind, files get the user's umask like any other tool's output, and a lock dies with
+the process that held it."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,3 +58,24 @@ def _jsonable(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+@contextmanager
+def exclusive(path) -> Iterator[bool]:
+    """Try to hold an exclusive lock on the file `path` (created if missing) for the block: yields True when this
+    process holds it (the file then says who: host, pid, since when), False when another process does. The OS drops
+    the lock when its process dies, so a killed process leaves no stale lock."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n".encode())
+        yield True
+    finally:
+        os.close(fd)

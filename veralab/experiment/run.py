@@ -18,7 +18,7 @@ import torch
 from ..core.checkpoint import count_parameters, save_adapter
 from ..core.config import ConfigError
 from ..core.inject import add_adapters
-from ..core.io import write_json_atomic
+from ..core.io import exclusive, write_json_atomic
 from .config import RunConfig
 from .images import to_model_input
 from .metrics import compute
@@ -269,19 +269,40 @@ def run_experiment(config: RunConfig | dict) -> dict:
     """Train and evaluate one configuration; write its record (and adapter) under config.run_dir().
 
     A run whose record already exists with status "ok" is not redone (unless force): the stored record is returned,
-    marked ``"reused": True`` (not on disk) so callers can say so.
+    marked ``"reused": True`` (not on disk) so callers can say so. While it trains, the run holds a lock on its
+    folder: the same run started elsewhere at the same time is refused, never trained twice into one folder.
     """
     if isinstance(config, dict):
         config = RunConfig.from_dict(config)
     config.validate()
     run_dir = config.run_dir()
+    if reused := _stored(config, run_dir):
+        return reused
+    check_precision(config.precision, config.resolved_device())
+    _check_writable(run_dir)
+    with exclusive(run_dir / RUN_LOCK) as mine:
+        if not mine:
+            holder = (run_dir / RUN_LOCK).read_text().strip()
+            raise ConfigError(f"run folder {run_dir} is in use by another run ({holder}); wait for it to finish (its "
+                              f"record will be there) or choose another run_name or output_dir")
+        # the other run may have finished between the first look and the lock
+        return _stored(config, run_dir) or _train_and_record(config, run_dir)
+
+
+def _stored(config: RunConfig, run_dir) -> dict | None:
+    """The folder's ok record of this very run, marked reused, unless force; a record of another run is refused."""
     existing = read_record(run_dir)
     if existing:
         _check_same_run(config, existing, run_dir)
         if existing.get("status") == "ok" and not config.force:
             return {**existing, "reused": True}
-    check_precision(config.precision, config.resolved_device())
-    _check_writable(run_dir)
+    return None
+
+
+RUN_LOCK = ".run.lock"  # held by the process training a run folder
+
+
+def _train_and_record(config: RunConfig, run_dir) -> dict:
     seed_everything(config.run_seed)
     device = _device(config)
     started = time.time()

@@ -10,26 +10,23 @@ with its executed notebook and does not stop the others.
 from __future__ import annotations
 
 import copy
-import fcntl
 import itertools
 import logging
 import multiprocessing
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from ..core.config import AdapterConfig, ConfigError
+from ..core.io import exclusive
 from ..experiment.config import RunConfig
 from ..experiment.glue import GLUE_TASKS
 from ..experiment.precision import check_precision
@@ -328,23 +325,10 @@ def run_notebook(source, output, parameters: dict, timeout: int | None = None, e
         os.environ.update(saved)
 
 
-@contextmanager
-def claim(run_dir: Path) -> Iterator[bool]:
+def claim(run_dir: Path):
     """Hold an exclusive lock on run_dir/.claim while this process runs the point, so concurrent sweeps into one
-    folder share the work. The OS drops the lock when its process dies, so a killed sweep leaves no stale claim."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / CLAIM, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{socket.gethostname()} pid {os.getpid()} since {time.strftime('%H:%M:%S')}\n".encode())
-        yield True
-    finally:
-        os.close(fd)
+    folder share the work; a killed sweep leaves no stale claim (core.io.exclusive)."""
+    return exclusive(run_dir / CLAIM)
 
 
 def execute_point(point: Point, timeout: int | None = None, env: dict | None = None, keep_kernel: bool = False) -> dict:
