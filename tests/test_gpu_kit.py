@@ -119,6 +119,17 @@ def test_a_non_finite_loss_names_the_epoch_and_step_where_it_appeared(check_ever
         _fit(check_every=check_every, nan_at=nan_at)
 
 
+def test_weights_made_non_finite_by_the_last_update_fail_the_run():
+    """The loss is read before each update, so the epoch's last update is checked on the weights themselves: an
+    infinite rate must not end in an ok record of NaN vectors."""
+    model = torch.nn.Linear(4, 3)
+    data = [(torch.randn(5, 4), torch.randint(0, 3, (5,)))]
+    with pytest.raises(TrainingDiverged, match=r"^the trained weights became non-finite at epoch 1, step 1; try a "):
+        fit(model, lambda epoch: iter(data), 1, lambda: {"accuracy": 0.5}, epochs=1,
+            groups=[{"params": list(model.parameters()), "lr": float("inf")}], warmup_ratio=0.0, max_grad_norm=0.0,
+            device=torch.device("cpu"), forward=lambda m, x: m(x), headline="accuracy", precision="fp32")
+
+
 def test_reading_every_step_stops_before_the_nan_reaches_the_weights():
     """The CPU's behaviour, unchanged. Reading every 4th step (a GPU's way) lets the steps up to the read update the
     weights first: the run fails all the same, with the same message, but its weights are not kept anyway."""

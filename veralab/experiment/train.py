@@ -142,6 +142,9 @@ def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluat
             bar.update(1)
         if pending:
             losses += read_losses(pending, epoch, step)
+        if not all(torch.isfinite(p).all() for p in params):  # the epoch's last update, after the last loss read
+            raise TrainingDiverged(f"the trained weights became non-finite at epoch {epoch}, step {step}; try a lower "
+                                   f"learning rate")
         train_seconds = time.perf_counter() - epoch_start
         with autocast(device.type, precision):
             metrics = evaluate()
