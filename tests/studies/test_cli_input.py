@@ -72,3 +72,11 @@ def test_figures_refuse_a_folder_of_failed_runs_and_an_out_that_is_a_file(tmp_pa
     committed = str(Path(__file__).resolve().parents[2] / "results" / "default")
     assert main(["figures", "--runs", committed, "--out", str(tmp_path / "afile")]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_a_sweep_into_a_folder_that_cannot_be_written_is_refused_up_front(tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert main(["sweep", "vit", "--output-dir", str(tmp_path / "afile" / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the sweep's output folder {tmp_path / 'afile' / 'runs'}: Not a directory" in err
+    assert "Traceback" not in err

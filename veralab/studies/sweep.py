@@ -519,6 +519,17 @@ def sweep_points(study: str, profile="default", grid_file=None, output_dir="runs
     return list({p.run_dir: p for p in points}.values())[:limit]
 
 
+def _check_writable(folder: Path) -> None:
+    """Refuse up front a sweep whose points could not write their folders, instead of failing each in turn."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write the sweep's output folder {folder}: {err.strerror or err}; give an "
+                          f"--output-dir that is a writable folder") from err
+
+
 def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor="local", output_dir="runs",
               ray_address=None, limit=None, timeout=None, slurm: SlurmOptions | None = None,
               glue_dir=None) -> dict:
@@ -530,6 +541,8 @@ def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     points = sweep_points(study, profile, grid_file, output_dir, limit, glue_dir)
     todo = [p for p in points if not p.done()]
+    if todo:
+        _check_writable(Path(output_dir))
     skipped = len(points) - len(todo)
     bar = progress(total=len(points), initial=skipped, desc=f"sweep {study} ({profile})", unit="run")
     try:
