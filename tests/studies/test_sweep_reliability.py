@@ -5,6 +5,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,3 +170,30 @@ def test_a_sweep_worker_keeps_its_kernel_between_points_with_a_fresh_namespace(t
         if WarmKernel.current is not None:
             WarmKernel.current.stop()
     assert not _socket_dirs() and not psutil.pid_exists(int(fresh))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL], ids=["term", "hup", "kill-9"])
+def test_a_killed_sweep_leaves_no_worker_kernel_or_file_behind(tmp_path, signum):
+    """SIGTERM and SIGHUP stop a sweep as Ctrl-C does (one line, exit 130); after kill -9 its workers notice their
+    parent is gone and end their kernels and themselves. Either way nothing trains on, and no socket folder or
+    connection file (with the kernel's HMAC key) is left in the temporary folder."""
+    own_tmp = Path(tempfile.mkdtemp(prefix="vt", dir="/tmp"))  # short: a kernel's IPC socket path has ~100 bytes
+    grid = _grid(tmp_path, [{"method": "vera", "rank": 4}], base=LONG)
+    proc = subprocess.Popen(_sweep_cmd(grid, tmp_path / "runs", "--jobs", "1"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, "VERALAB_QUIET": "1", "TMPDIR": str(own_tmp)})
+    deadline = time.time() + 180
+    while time.time() < deadline and not any("ipykernel" in " ".join(p.cmdline()) for p in _descendants(proc)):
+        time.sleep(0.5)
+    time.sleep(8)  # inside the training cell by now
+    started = _descendants(proc)
+    assert any("ipykernel" in " ".join(p.cmdline()) for p in started)
+    os.kill(proc.pid, signum)
+    output, _ = proc.communicate(timeout=30)
+    if signum != signal.SIGKILL:
+        assert proc.returncode == 130 and len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
+    gone, alive = psutil.wait_procs(started, timeout=20)
+    assert not alive, [p.cmdline() for p in alive]
+    left = [p.name for p in own_tmp.iterdir() if p.name.startswith("veralab-") or p.suffix == ".json"]
+    shutil.rmtree(own_tmp)  # also torch's own torchinductor_<user> cache folder, which is not ours to remove
+    assert not left, left

@@ -18,6 +18,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -162,10 +163,10 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
     stray = sorted(set(overrides) - set(grid["tasks"]))
     if stray:
         raise ConfigError(f"task_overrides names task(s) {stray} that are not in the grid's tasks {grid['tasks']}")
-    for where, settings in [("grid point", p) for p in grid.get("points") or []] + \
-                           [(f"task_overrides[{t!r}]", o) for t, o in overrides.items()] + \
-                           [("the grid's base", grid.get("base") or {})]:
-        clash = sorted(set(RESERVED) & set(settings))
+    for where, settings, reserved in [("grid point", p, RESERVED) for p in grid.get("points") or []] + \
+                                     [(f"task_overrides[{t!r}]", o, RESERVED) for t, o in overrides.items()] + \
+                                     [("the grid's base", grid.get("base") or {}, ("run_name",))]:
+        clash = sorted(set(reserved) & set(settings))
         if clash:
             raise ConfigError(f"{where} {settings} sets {clash}: give tasks and seeds in the grid's `tasks` and "
                               f"`seeds` lists, the output folder with --output-dir and a GLUE folder with --glue-dir; "
@@ -203,6 +204,7 @@ def _kernel_manager_class(socket_dir: str, log):
             super().__init__(**kwargs)
             self.transport = "ipc"
             self.ip = str(Path(socket_dir) / "kernel")
+            self.connection_file = str(Path(socket_dir) / "kernel.json")  # its HMAC key goes when the folder goes
             self.made_clients = []
 
         async def start_kernel(self, **kwargs):
@@ -404,8 +406,27 @@ def worker_env(slot: int, jobs: int, gpus: list[str] | None = None) -> dict:
     return env
 
 
-def _ignore_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the whole sweep
+def _worker_init(parent: int, scratch: str) -> None:
+    """A local sweep worker: Ctrl-C is the parent's to handle (it stops the whole sweep); its kernels' sockets and
+    connection files go under the sweep's `scratch` folder, which the sweep removes however it ends; and when the
+    parent dies without stopping it (kill -9) the worker ends its kernels, their files and itself instead of
+    training on as an orphan."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tempfile.tempdir = scratch
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        _stop_children()
+        shutil.rmtree(scratch, ignore_errors=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _as_interrupt(signum, frame) -> None:
+    """SIGTERM and SIGHUP stop a sweep as Ctrl-C does: kernels killed, one line, resumable."""
+    raise KeyboardInterrupt
 
 
 def _run_local(points, jobs, timeout, bar):
@@ -413,8 +434,9 @@ def _run_local(points, jobs, timeout, bar):
     # Workers, even for jobs=1: Ctrl-C must reach this process alone (they ignore SIGINT), or a kernel's interrupted
     # cell can end its point as "failed" before this process sees the KeyboardInterrupt, and the sweep goes on.
     # spawn, not fork: forking a process whose torch/OpenMP threads are running can deadlock the child
+    scratch = tempfile.mkdtemp(prefix="veralab-sweep-")  # every kernel's sockets and connection file
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_ignore_sigint)
+                               initializer=_worker_init, initargs=(os.getpid(), scratch))
     try:
         pending, free_slots, queue = {}, list(range(jobs)), list(points)
         while queue or pending:
@@ -431,6 +453,7 @@ def _run_local(points, jobs, timeout, bar):
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 
@@ -545,6 +568,9 @@ def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor
         _check_writable(Path(output_dir))
     skipped = len(points) - len(todo)
     bar = progress(total=len(points), initial=skipped, desc=f"sweep {study} ({profile})", unit="run")
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, _as_interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         if executor == "ray":
             results = _run_ray(todo, jobs, timeout, ray_address, bar)
@@ -561,6 +587,8 @@ def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor
         raise
     finally:
         bar.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     by_status = {s: [r for r in results if r["status"] == s] for s in ("ok", "failed", "busy", "done")}
     failed, busy = by_status["failed"], by_status["busy"]
     skipped += len(by_status["done"])
