@@ -18,6 +18,7 @@ HERE = cpu_bf16_path()
 needs_bf16 = pytest.mark.skipif(HERE == "none", reason="this CPU has no native bf16 matrix units")
 TINY = dict(task="rotten_tomatoes", epochs=1, max_train_samples=48, max_eval_samples=48, max_length=32, batch_size=16,
             rank=16)
+TINY_FLAT = {k: v for k, v in TINY.items() if k != "rank"}  # the run's own fields (rank is the adapter's)
 
 SAPPHIRE_RAPIDS = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
 ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
@@ -75,8 +76,6 @@ def test_bf16_on_a_cpu_without_native_bf16_is_refused_before_any_work(cpu_withou
     with pytest.raises(ConfigError, match="no native bf16"):
         Point("rank_sweep", {"task": "rotten_tomatoes", "precision": "bf16", "output_dir": str(tmp_path)})
 
-
-TINY_FLAT = {k: v for k, v in TINY.items() if k != "rank"}
 
 
 def test_the_cli_refuses_an_unknown_precision_in_one_line(tmp_path):

@@ -79,3 +79,18 @@ def exclusive(path) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)
+
+
+def check_writable(folder, what: str, setting: str) -> None:
+    """Fail before any work, not after it, when `folder` cannot be written: one ConfigError naming `what` it is
+    and the `setting` that chooses it."""
+    from .config import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ConfigError(f"cannot write {what} {folder}: {err.strerror or err}; give {setting} that is a writable "
+                          f"folder") from err

@@ -8,6 +8,7 @@ than float32, so "auto" means float32 there and "bf16" is refused.
 
 from __future__ import annotations
 
+import functools
 import platform
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -23,10 +24,7 @@ def cpu_bf16_path(cpuinfo: str | None = None) -> str:
     Intel Cooper Lake on and AMD Zen 4 on), "arm_bf16" (Armv8.6 BF16) or "none". Read from /proc/cpuinfo's flags;
     "none" where that cannot be read (bf16 is then never chosen by "auto")."""
     if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text()
-        except OSError:
-            return "none"
+        cpuinfo = _read(CPUINFO)
     flags = set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
@@ -39,6 +37,16 @@ def cpu_bf16_path(cpuinfo: str | None = None) -> str:
     if "bf16" in flags and platform.machine().lower() in ("aarch64", "arm64"):
         return "arm_bf16"
     return "none"
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: Path) -> str:
+    """The file's text, read once per process (run identities resolve "auto" many times over a sweep); "" if
+    it cannot be read."""
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def cuda_bf16() -> bool:

@@ -6,7 +6,6 @@ run_experiment reads as its four steps: prepare (data, model, adapter) → train
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -18,7 +17,7 @@ import torch
 from ..core.checkpoint import count_parameters, save_adapter
 from ..core.config import ConfigError
 from ..core.inject import add_adapters
-from ..core.io import exclusive, write_json_atomic
+from ..core.io import check_writable, exclusive, write_json_atomic
 from .config import RunConfig
 from .images import to_model_input
 from .metrics import compute
@@ -250,17 +249,6 @@ def _check_same_run(config: RunConfig, record: dict, run_dir) -> None:
                           f"choose another run_name or output_dir")
 
 
-def _check_writable(run_dir) -> None:
-    """Fail before loading anything, not after training, when the record could not be written."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=run_dir):
-            pass
-    except OSError as err:
-        raise ConfigError(f"cannot write the run folder {run_dir}: {err.strerror or err}; give an output_dir that "
-                          f"is a writable folder") from err
-
-
 def _now(seconds: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(seconds))
 
@@ -279,7 +267,7 @@ def run_experiment(config: RunConfig | dict) -> dict:
     if reused := _stored(config, run_dir):
         return reused
     check_precision(config.precision, config.resolved_device())
-    _check_writable(run_dir)
+    check_writable(run_dir, "the run folder", "an output_dir")
     with exclusive(run_dir / RUN_LOCK) as mine:
         if not mine:
             holder = (run_dir / RUN_LOCK).read_text().strip()
@@ -307,9 +295,9 @@ def _train_and_record(config: RunConfig, run_dir) -> dict:
     device = _device(config)
     started = time.time()
     # the record holds the precision as resolved here ("auto" could resolve otherwise on the machine reading it)
-    stored = {**config.to_dict(), "precision": config.resolved_precision()}
-    record = {"status": "running", "name": config.name(), "config": stored, "kind": config.kind,
-              "model": config.model_name, "device": device_info(device), "precision": config.resolved_precision(),
+    precision = config.resolved_precision()
+    record = {"status": "running", "name": config.name(), "config": {**config.to_dict(), "precision": precision},
+              "kind": config.kind, "model": config.model_name, "device": device_info(device), "precision": precision,
               "versions": versions(),
               "git_commit": git_commit(), "started": _now(started)}
     try:
@@ -322,7 +310,7 @@ def _train_and_record(config: RunConfig, run_dir) -> dict:
                                 "target_modules": list(resolved.target_modules or ()),
                                 "head_modules": list(resolved.head_modules or ())})
         result = train(setup, config, device)
-        test = held_out_test(setup, device, config.resolved_precision())
+        test = held_out_test(setup, device, precision)
     except (TrainingDiverged, torch.OutOfMemoryError) as err:
         reason = str(err).splitlines()[0]
         if isinstance(err, torch.OutOfMemoryError):

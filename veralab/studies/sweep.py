@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from ..core.config import AdapterConfig, ConfigError
-from ..core.io import exclusive
+from ..core.io import check_writable, exclusive
 from ..experiment.config import RunConfig
 from ..experiment.glue import GLUE_TASKS
 from ..experiment.precision import check_precision
@@ -218,6 +218,15 @@ def _kernel_manager_class(socket_dir: str, log):
     return IsolatedKernelManager
 
 
+def _papermill(source, output, parameters: dict, timeout: int | None, cwd: str, **kernel) -> None:
+    """papermill as every veralab execution calls it; `kernel`: a kept kernel (km=) or a manager class for a new one."""
+    import papermill
+
+    papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
+                               progress_bar=False, log_output=False, cwd=cwd, execution_timeout=timeout,
+                               skip_cells_with_tag=SWEEP_SKIP, **kernel)
+
+
 class WarmKernel:
     """The kernel a sweep worker keeps from one point to the next. Starting a kernel and importing torch,
     transformers and veralab in it take 6-7 s, a tenth of a bf16 glue_cpu point: paid once per worker, not per
@@ -261,14 +270,11 @@ class WarmKernel:
             raise RuntimeError(f"could not reset the kept kernel: {reply['content']}")
 
     def run(self, source, output, parameters: dict, timeout: int | None) -> None:
-        import papermill
 
         offset = self.log_path.stat().st_size
         try:
             self.reset()
-            papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
-                                       progress_bar=False, log_output=False, cwd=self.key[0],
-                                       execution_timeout=timeout, skip_cells_with_tag=SWEEP_SKIP, km=self.km)
+            _papermill(source, output, parameters, timeout, self.key[0], km=self.km)
         except BaseException:
             self.stop()
             raise
@@ -303,7 +309,6 @@ def run_notebook(source, output, parameters: dict, timeout: int | None = None, e
     `env` (and VERALAB_QUIET=1) reach the kernel through this process's environment, restored afterwards.
     `keep_kernel`: run in this process's WarmKernel (sweep workers) instead of a kernel of the notebook's own.
     """
-    import papermill
 
     saved = dict(os.environ)
     os.environ.update({**(env or {}), "VERALAB_QUIET": "1"})
@@ -316,10 +321,8 @@ def run_notebook(source, output, parameters: dict, timeout: int | None = None, e
         socket_dir = tempfile.mkdtemp(prefix="veralab-kernel-")
         try:
             with open(Path(output).with_suffix(".kernel.log"), "w") as log:
-                papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3",
-                                           progress_bar=False, log_output=False, cwd=str(cwd or Path.cwd()),
-                                           execution_timeout=timeout, skip_cells_with_tag=SWEEP_SKIP,
-                                           kernel_manager_class=_kernel_manager_class(socket_dir, log))
+                _papermill(source, output, parameters, timeout, str(cwd or Path.cwd()),
+                           kernel_manager_class=_kernel_manager_class(socket_dir, log))
         finally:
             shutil.rmtree(socket_dir, ignore_errors=True)
     finally:
@@ -542,17 +545,6 @@ def sweep_points(study: str, profile="default", grid_file=None, output_dir="runs
     return list({p.run_dir: p for p in points}.values())[:limit]
 
 
-def _check_writable(folder: Path) -> None:
-    """Refuse up front a sweep whose points could not write their folders, instead of failing each in turn."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise ConfigError(f"cannot write the sweep's output folder {folder}: {err.strerror or err}; give an "
-                          f"--output-dir that is a writable folder") from err
-
-
 def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor="local", output_dir="runs",
               ray_address=None, limit=None, timeout=None, slurm: SlurmOptions | None = None,
               glue_dir=None) -> dict:
@@ -564,8 +556,8 @@ def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
     points = sweep_points(study, profile, grid_file, output_dir, limit, glue_dir)
     todo = [p for p in points if not p.done()]
-    if todo:
-        _check_writable(Path(output_dir))
+    if todo:  # refused up front, not point by point
+        check_writable(output_dir, "the sweep's output folder", "an --output-dir")
     skipped = len(points) - len(todo)
     bar = progress(total=len(points), initial=skipped, desc=f"sweep {study} ({profile})", unit="run")
     previous = {}
