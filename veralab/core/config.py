@@ -13,6 +13,10 @@ from dataclasses import dataclass
 METHODS = ("vera", "lora", "head", "full")
 PROJECTION_INITS = ("kaiming_uniform", "kaiming_normal", "uniform")
 FAST_PATHS = ("auto", "always", "never")
+# "paper": the head the paper trains: the classifier and the layer that only feeds it (RoBERTa's classification head
+# holds its dense layer; a BERT's classifier reads BERT's pooler, DistilBERT's its pre_classifier). "classifier":
+# the output layer alone (veralab before v2, and PEFT's modules_to_save=["classifier"] on a BERT).
+HEAD_SCOPES = ("paper", "classifier")
 
 # Default targets per known architecture, matched against module names (see veralab.adapters).
 DEFAULT_TARGETS = {
@@ -54,7 +58,8 @@ class AdapterConfig:
     dropout: float = 0.0
     alpha: float = 8.0  # LoRA only: ΔW = (alpha / rank) · B·A
     train_head: bool = True  # train the task head too (the paper does for GLUE and images)
-    head_modules: tuple[str, ...] | None = None  # None: detect ("classifier", "score", "head")
+    head_modules: tuple[str, ...] | None = None  # None: detect ("classifier", "score", "head"), per head_scope
+    head_scope: str = "paper"  # what a detected head holds (HEAD_SCOPES)
 
     def __post_init__(self) -> None:
         for name in ("target_modules", "head_modules"):
@@ -68,6 +73,7 @@ class AdapterConfig:
         _choice("method", self.method, METHODS)
         _choice("projection_init", self.projection_init, PROJECTION_INITS)
         _choice("fast_path", self.fast_path, FAST_PATHS)
+        _choice("head_scope", self.head_scope, HEAD_SCOPES)
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
             raise ConfigError(f"rank must be a positive integer, got {self.rank!r}")
         for name in ("d_init", "b_init", "dropout"):
@@ -117,5 +123,5 @@ DEFAULT = AdapterConfig()
 ABLATION_FIELDS = ("d_init", "projection_init", "train_d", "train_b", "shared")  # what the ablation studies vary
 
 
-__all__ = ["ABLATION_FIELDS", "DEFAULT", "DEFAULT_TARGETS", "METHODS", "PROJECTION_INITS", "AdapterConfig",
-           "ConfigError"]
+__all__ = ["ABLATION_FIELDS", "DEFAULT", "DEFAULT_TARGETS", "HEAD_SCOPES", "METHODS", "PROJECTION_INITS",
+           "AdapterConfig", "ConfigError"]

@@ -12,6 +12,7 @@ from .config import DEFAULT_TARGETS, AdapterConfig, ConfigError
 from .layers import AdaptedLinear, LoraDelta, Projection, VeraDelta
 
 HEAD_NAMES = ("classifier", "score", "head", "fc")
+HEAD_FEEDERS = ("pooler", "pre_classifier")  # layers that only feed a classifier: part of the paper's head
 FUSED_SLICES = ("q", "k", "v")  # the three equal thirds of a fused qkv Linear, in timm's order
 
 
@@ -86,8 +87,16 @@ def head_names(model: nn.Module, config: AdapterConfig) -> list[str]:
         found = [n for n, _ in model.named_modules()
                  if n.count(".") == depth - 1 and n.rsplit(".", 1)[-1] in HEAD_NAMES]
         if found:
-            return found
+            return found + (head_feeders(model, depth) if config.head_scope == "paper" else [])
     return []
+
+
+def head_feeders(model: nn.Module, depth: int) -> list[str]:
+    """The trained layers between the encoder and a classifier at `depth`: BERT's pooler (a dense layer and tanh
+    over [CLS]) in `bert.pooler`, DistilBERT's `pre_classifier`; none in RoBERTa (its head holds its dense layer)
+    or a ViT. The paper trains RoBERTa's whole head, so a BERT's counterpart is its pooler with its classifier."""
+    return [n for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in HEAD_FEEDERS
+            and depth - 1 <= n.count(".") <= depth and any(True for _ in m.parameters())]
 
 
 def add_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:

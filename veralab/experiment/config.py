@@ -52,6 +52,9 @@ class RunConfig:
     max_train_samples: int | None = None
     max_eval_samples: int | None = None
     max_validation_samples: int | None = None  # the split scored every epoch for the best epoch; None: max_eval_samples
+    # text: score a seeded slice of this many training examples (never trained on) instead of the validation/dev
+    # split, which is then not read: how settings are chosen off the split that is reported
+    validation_holdout: int | None = None
     shots_per_class: int | None = 10  # image tasks: the paper's 10 training images per class
     glue_dir: str | None = None
     checkpoint: str | None = None  # vision: local weights for a timm model (offline)
@@ -72,7 +75,8 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_train_samples", "max_eval_samples", "max_validation_samples", "shots_per_class"):
+        for name in ("max_train_samples", "max_eval_samples", "max_validation_samples", "shots_per_class",
+                     "validation_holdout"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{name} must be a positive integer, or None for all of the data; got {value!r}")
@@ -101,6 +105,9 @@ class RunConfig:
             if not Path(self.checkpoint).expanduser().is_file():
                 raise ConfigError(f"checkpoint {self.checkpoint} is not a file; expected a .safetensors or .pth "
                                   f"file of the vision model's weights")
+        if self.validation_holdout is not None and kind != "text":
+            raise ConfigError(f"validation_holdout carves a validation slice out of a text task's training split; "
+                              f"{self.task!r} is an image task (set it to None)")
         if self.model == "auto":
             return
         if kind == "text" and self.model == EMBEDDED_VISION or kind == "image" and self.model == EMBEDDED_TEXT:

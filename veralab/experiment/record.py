@@ -11,6 +11,14 @@ from pathlib import Path
 from ..core.checkpoint import veralab_version
 
 RECORD = "record.json"
+# Settings added since records were first written, as the runs that lack them ran: a BERT's head was its classifier
+# alone before `head_scope` existed.
+BEFORE_FIELD = {"head_scope": "classifier"}
+
+
+def record_config(record: dict) -> dict:
+    """A record's flat config, with the settings it predates filled in as that run used them."""
+    return {**BEFORE_FIELD, **record["config"]}
 
 
 def read_record(directory) -> dict | None:

@@ -23,8 +23,8 @@ from .images import to_model_input
 from .metrics import compute
 from .models import load_text_model, load_vision_model
 from .precision import autocast, check_precision
-from .record import RECORD, device_info, git_commit, peak_memory, read_record, versions
-from .tasks import TaskError, image_tensors, load_image_task, load_text_task, subsample, tokenize
+from .record import RECORD, device_info, git_commit, peak_memory, read_record, record_config, versions
+from .tasks import TaskError, hold_out, image_tensors, load_image_task, load_text_task, subsample, tokenize
 from .train import TrainingDiverged, fit, parameter_groups, seed_everything
 
 
@@ -75,6 +75,8 @@ def unfused_attention_for_cpu_bf16(model) -> str | None:
 
 def _text_setup(config: RunConfig, device) -> TaskSetup:
     data = load_text_task(config.task, config.glue_dir)
+    if config.validation_holdout:
+        data = hold_out(data, config.validation_holdout, config.run_seed)
     model, tokenizer = load_text_model(config.model_name, data.num_labels)
     check_max_length(config.max_length, model, tokenizer)
     attention = getattr(model.config, "_attn_implementation", None)
@@ -235,7 +237,7 @@ def _check_same_run(config: RunConfig, record: dict, run_dir) -> None:
     """A run folder belongs to one configuration: a reused run_name with other settings is refused, never answered
     with the other run's record or overwritten."""
     try:
-        stored = RunConfig.from_dict(record["config"]).identity()
+        stored = RunConfig.from_dict(record_config(record)).identity()
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"{run_dir / RECORD} is not a record veralab can read ({err}); move it away or choose "
                           f"another run_name") from err

@@ -87,6 +87,20 @@ def load_text_task(task: str, glue_dir: str | None = None) -> TextData:
                     {"sizes": {k: len(v) for k, v in splits.items()}, "evaluated_on": "dev (as the paper)", **notes})
 
 
+def hold_out(data: TextData, n: int, seed: int) -> TextData:
+    """`data` with a seeded slice of n training examples as its only scored split (the rest stays training data):
+    settings chosen on it never see the split that is reported."""
+    train = data.splits["train"]
+    if n >= len(train):
+        raise TaskError(f"validation_holdout {n} leaves nothing to train on: the training split has {len(train):,} "
+                        f"examples; allowed: 1 to {len(train) - 1:,}")
+    order = np.random.default_rng([seed, 1]).permutation(len(train))  # not `subsample`'s order at the same seed
+    splits = {"train": train.select(np.sort(order[n:])), "validation": train.select(np.sort(order[:n]))}
+    notes = {**data.notes, "sizes": {k: len(v) for k, v in splits.items()},
+             "evaluated_on": f"{n:,} training examples held out (seed {seed}); the dev split is not read"}
+    return TextData(splits, data.num_labels, data.metrics, data.source, notes)
+
+
 def subsample(data: Dataset, n: int | None, seed: int) -> Dataset:
     """The first n of a seeded permutation: the same n examples for every method at a given seed."""
     if n is None or n >= len(data):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.config import ABLATION_FIELDS, DEFAULT
-from ..experiment.record import RECORD
+from ..experiment.record import RECORD, record_config
 
 CONFIG_COLUMNS = ("task", "model", "method", "rank", "projection_prng_key", "run_seed", "d_init", "b_init",
                   "projection_init", "train_d", "train_b", "shared", "epochs", "max_train_samples", "shots_per_class",
-                  "batch_size", "lr", "head_lr")
+                  "batch_size", "lr", "head_lr", "head_scope", "validation_holdout", "precision")
 SEEDS = ("run_seed", "projection_prng_key")  # what repeats a setting; everything else in the config defines it
 NOT_SETTINGS = (*SEEDS, "output_dir", "run_name", "force", "save_adapter")
 
@@ -51,7 +51,7 @@ def flatten(record: dict, path: Path | None = None) -> dict:
                 Tomatoes, images), else on the dev split (GLUE: the paper evaluates on dev)
     score_best  the best epoch's headline metric on the split evaluated every epoch (validation / dev)
     """
-    config = record["config"]
+    config = record_config(record)
     headline = record.get("metric")
     row = {"name": record.get("name"), "status": record.get("status"), "kind": record.get("kind")}
     row.update({k: config.get(k) for k in CONFIG_COLUMNS})
