@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -103,27 +104,81 @@ def test_dry_run_prints_every_resolved_point_and_runs_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_glue_profiles_hold_the_papers_studies_on_real_glue(tmp_path):
-    for name, seeds in (("glue", [0, 1, 2, 3, 4]), ("glue_cpu", [0, 1, 2])):
-        profile = profiles.PROFILES[name]
-        assert list(profile) == ["main_table", "vector_ablation", "init_ablation", "rank_sweep"]  # no ViT on GLUE
-        points = {s: expand(s, load_grid(s, name), tmp_path) for s in profile}
-        ranks = {(p.params["method"], p.params["rank"]) for p in points["rank_sweep"] if p.params["method"] != "head"}
-        assert ranks == {("vera", r) for r in (1, 4, 16, 64, 256, 1024)} | {("lora", r) for r in (1, 2, 4, 8, 16)}
-        rank_tasks = {"rte", "mrpc"} | ({"sst2"} if name == "glue_cpu" else set())  # the paper's two; sst2: ours
-        assert {p.params["task"] for p in points["rank_sweep"]} == rank_tasks
-        assert {p.params["task"] for p in points["main_table"]} == {"sst2", "mrpc", "rte", "stsb"}
-        assert {p.params["task"] for p in points["vector_ablation"]} == {"rte", "mrpc", "stsb"}
-        assert {p.params["task"] for p in points["init_ablation"]} == {"mrpc", "stsb"}
-        for study, study_points in points.items():
-            assert sorted({p.params["run_seed"] for p in study_points}) == seeds
-            shared = {(p.params["epochs"], p.params["head_lr"], p.params["max_train_samples"], p.params["max_length"],
-                       p.params["batch_size"]) for p in study_points}
-            assert len(shared) == 1, f"{name}/{study}: one setting for every point, as the paper ({shared})"
-            lrs = {(p.params["method"], p.params["lr"]) for p in study_points}
-            assert len(lrs) == len({m for m, _ in lrs}), f"{name}/{study}: one learning rate per method ({lrs})"
-    assert profiles.PROFILES["glue_cpu"]["main_table"]["base"]["max_train_samples"] == 1024
-    assert "max_train_samples" not in profiles.PROFILES["glue"]["main_table"]["base"]  # whole training sets
+def test_glue_profile_holds_the_papers_studies_on_real_glue(tmp_path):
+    profile = profiles.PROFILES["glue"]
+    assert list(profile) == ["main_table", "vector_ablation", "init_ablation", "rank_sweep"]  # no ViT on GLUE
+    points = {s: expand(s, load_grid(s, "glue"), tmp_path) for s in profile}
+    ranks = {(p.params["method"], p.params["rank"]) for p in points["rank_sweep"] if p.params["method"] != "head"}
+    assert ranks == {("vera", r) for r in (1, 4, 16, 64, 256, 1024)} | {("lora", r) for r in (1, 2, 4, 8, 16)}
+    assert {p.params["task"] for p in points["rank_sweep"]} == {"rte", "mrpc"}  # the paper's rank figure
+    assert {p.params["task"] for p in points["main_table"]} == {"sst2", "mrpc", "rte", "stsb"}
+    assert {p.params["task"] for p in points["vector_ablation"]} == {"rte", "mrpc", "stsb"}
+    assert {p.params["task"] for p in points["init_ablation"]} == {"mrpc", "stsb"}
+    assert all(sorted({p.params["run_seed"] for p in ps}) == [0, 1, 2, 3, 4] for ps in points.values())
+    assert "max_train_samples" not in profile["main_table"]["base"]  # whole training sets
+
+
+def test_glue_cpu_runs_where_the_model_learns_with_each_tasks_chosen_rates_and_enough_seeds(tmp_path):
+    profile = profiles.PROFILES["glue_cpu"]
+    points = {s: expand(s, load_grid(s, "glue_cpu"), tmp_path) for s in profile}
+    for study, study_points in points.items():
+        assert {p.params["task"] for p in study_points} == {"sst2", "stsb"}
+        seeds = sorted({p.params["run_seed"] for p in study_points})
+        assert seeds == (list(range(7)) if study in ("main_table", "vector_ablation") else list(range(5))), study
+        for p in study_points:
+            task, method = p.params["task"], p.params["method"]
+            assert p.params["head_lr"] == profiles.GLUE_CPU_HEAD_LR[task]
+            assert p.params["lr"] == (profiles.GLUE_CPU_LR[task][method] if method != "head" else None)
+            assert (p.params["precision"], p.params["max_train_samples"], p.params["head_scope"]) == \
+                ("bf16", 1024, "paper")
+            assert p.params["validation_holdout"] is None  # the campaign scores the dev split
+
+
+def test_the_lower_rate_rows_differ_from_the_campaign_only_in_veras_rate(tmp_path):
+    lower = [p for s in profiles.PROFILES["glue_cpu_lower"] for p in expand(s, load_grid(s, "glue_cpu_lower"),
+                                                                             tmp_path)]
+    campaign = {(p.params["task"], p.params["run_seed"], p.params["d_init"], p.params["projection_init"],
+                 p.params["train_d"], p.params["train_b"], p.params["shared"]): p.params
+                for s in ("vector_ablation", "init_ablation") for p in expand(s, load_grid(s, "glue_cpu"), tmp_path)}
+    assert len({p.run_dir for p in lower}) == 2 * 5 * 8  # 2 tasks, 5 seeds, the default and 7 variants
+    for point in lower:
+        p = point.params
+        same = campaign[p["task"], p["run_seed"], p["d_init"], p["projection_init"], p["train_d"], p["train_b"],
+                        p["shared"]]
+        assert {k for k in p if p[k] != same[k]} == {"lr"}
+        grid = profiles.SELECTION_GRID["vera"]
+        assert grid.index(p["lr"]) == grid.index(same["lr"]) - 1
+
+
+def test_the_selection_scores_a_held_out_slice_with_the_campaigns_settings(tmp_path):
+    heads = expand("main_table", load_grid("main_table", "glue_cpu_select_head"), tmp_path)
+    rates = expand("main_table", load_grid("main_table", "glue_cpu_select"), tmp_path)
+    campaign = {(p.params["task"], p.params["method"]): p.params
+                for p in expand("main_table", load_grid("main_table", "glue_cpu"), tmp_path)}
+    for point in heads + rates:
+        p = point.params
+        assert p["validation_holdout"] == profiles.SELECTION_HOLDOUT and p["run_seed"] in profiles.SELECTION_SEEDS
+        differs = {k for k in p if p[k] != campaign[p["task"], p["method"]][k]}
+        assert differs <= {"validation_holdout", "run_seed", "projection_prng_key", "lr", "head_lr"}, differs
+    assert {p.params["head_lr"] for p in heads} == set(profiles.SELECTION_GRID["head"])
+    for point in rates:  # every adapter candidate trains its head at the head-only runs' chosen rate
+        assert point.params["head_lr"] == profiles.GLUE_CPU_HEAD_LR[point.params["task"]]
+    assert {(p.params["method"], p.params["lr"]) for p in rates} == {
+        (m, lr) for m in ("vera", "lora", "full") for lr in profiles.SELECTION_GRID[m]}
+
+
+def test_task_overrides_may_set_a_rate_per_method_and_a_point_still_wins(tmp_path):
+    grid = {"tasks": ["rotten_tomatoes"], "seeds": [0], "base": {"epochs": 1},
+            "task_overrides": {"rotten_tomatoes": {"head_lr": 0.5, "vera": {"lr": 0.25}, "lora": {"lr": 0.125}}},
+            "points": [{"method": "vera"}, {"method": "lora", "rank": 2}, {"method": "vera", "rank": 8, "lr": 0.75},
+                       {"method": "head"}]}
+    got = [(p.params["method"], p.params["lr"], p.params["head_lr"]) for p in expand("main_table", grid, tmp_path)]
+    assert got == [("vera", 0.25, 0.5), ("lora", 0.125, 0.5), ("vera", 0.75, 0.5), ("head", None, 0.5)]
+    nested = {**grid, "task_overrides": {"rotten_tomatoes": {"vera": {"run_seed": 3}}}}
+    with pytest.raises(ConfigError, match=r"task_overrides\['rotten_tomatoes'\].*sets \['run_seed'\]"):
+        expand("main_table", nested, tmp_path)
+    with pytest.raises(ConfigError, match="task_overrides must be a mapping from task to a mapping of settings"):
+        load_grid("rank_sweep", "default", _grid_file(tmp_path, {"task_overrides": {"rotten_tomatoes": {"vera": 1}}}))
 
 
 def test_glue_dry_run_gives_every_glue_point_the_folder_and_a_study_it_lacks_is_refused(tmp_path, glue_dir):
@@ -132,7 +187,7 @@ def test_glue_dry_run_gives_every_glue_point_the_folder_and_a_study_it_lacks_is_
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(lines) == len({p["run"] for p in lines}) == 180  # points shared by two studies run once
+    assert len(lines) == len({p["run"] for p in lines}) == 56 + 3 * 14 + 4 * 10 + 8 * 10  # shared points run once
     assert {p["glue_dir"] for p in lines} == {str(Path(glue_dir).resolve())}
     vit = subprocess.run([sys.executable, "-m", "veralab", "sweep", "vit", "--profile", "glue", "--dry-run"],
                          capture_output=True, text=True, timeout=120)
@@ -143,36 +198,22 @@ def test_glue_dry_run_gives_every_glue_point_the_folder_and_a_study_it_lacks_is_
     assert f"GLUE dir {tmp_path} has no SST-2/train.tsv for task 'sst2' (it holds: nothing)" in empty.stderr
 
 
-def test_glue_learning_rates_are_the_committed_selections_winners(glue_dir):
-    """The glue profiles' rates are what the selection runs (glue_select, MRPC dev, seed 0) chose: the profile and
-    its committed evidence cannot drift apart."""
+def test_glue_cpu_rates_are_the_committed_selections_choice_inside_its_grid(glue_dir):
+    """The profile's rates are what the committed selection records choose, none at a grid edge: the profile and its
+    evidence cannot drift apart."""
     from veralab.studies.collect import collect_records
+    from veralab.studies.selection import candidates, disagreements
 
-    folder = Path(__file__).resolve().parents[2] / "results" / "glue" / "glue_select"
-    if not list(folder.glob("*/record.json")):
+    root = Path(__file__).resolve().parents[2] / "results" / "glue"
+    frame = pd.concat([collect_records(root / name) for name in ("glue_cpu_select_head", "glue_cpu_select")])
+    if frame.empty:
         pytest.skip("no committed selection records")
-    frame = collect_records(folder)
-    expected = {p.run_dir.name for p in expand("main_table", load_grid("main_table", "glue_select"), folder, glue_dir)}
+    expected = {p.run_dir.name for name in ("glue_cpu_select_head", "glue_cpu_select")
+                for p in expand("main_table", load_grid("main_table", name), root / name, glue_dir)}
     assert set(frame["name"]) == expected and set(frame["status"]) == {"ok"}
-    best = frame.loc[frame.groupby("method")["score"].idxmax()].set_index("method")
-    for method in ("vera", "lora", "full"):
-        assert profiles.GLUE_LR[method] == best.loc[method, "lr"], method
-    assert profiles.GLUE_HEAD_LR == best.loc["head", "head_lr"]
-
-
-def test_the_rate_check_differs_from_glue_cpus_points_only_in_the_rate(tmp_path):
-    """RESULTS.md pairs the check's runs with glue_cpu's by seed: like with like, but for the rate."""
-    check = expand("main_table", load_grid("main_table", "glue_cpu_rates"), tmp_path)
-    campaign = expand("main_table", load_grid("main_table", "glue_cpu"), tmp_path)
-    reference = {(p.params["task"], p.params["run_seed"], p.params["method"]): p.params for p in campaign}
-    assert {p.params["task"] for p in check} == {"sst2", "stsb"} and len(check) == 2 * 3 * 4
-    for method, rates in (("lora", set(profiles.GLUE_SELECTION["lora"]) - {profiles.GLUE_LR["lora"]}),
-                          ("vera", set(profiles.GLUE_CPU_VERA_CHECK_LR))):
-        assert {p.params["lr"] for p in check if p.params["method"] == method} == rates
-        assert profiles.GLUE_LR[method] not in rates  # the campaign's own runs stand for the chosen rate
-    for point in check:
-        same = reference[point.params["task"], point.params["run_seed"], point.params["method"]]
-        assert {k for k in point.params if point.params[k] != same[k]} == {"lr"}
+    table = candidates(frame)
+    assert disagreements(table) == []
+    assert len(table[table["chosen"]]) == 2 * 4 and not table["edge"].any()
 
 
 @pytest.mark.parametrize("grid, message", [

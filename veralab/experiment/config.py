@@ -53,7 +53,7 @@ class RunConfig:
     max_eval_samples: int | None = None
     max_validation_samples: int | None = None  # the split scored every epoch for the best epoch; None: max_eval_samples
     # text: score a seeded slice of this many training examples (never trained on) instead of the validation/dev
-    # split, which is then not read: how settings are chosen off the split that is reported
+    # split, which is then not scored: how settings are chosen off the split that is reported
     validation_holdout: int | None = None
     shots_per_class: int | None = 10  # image tasks: the paper's 10 training images per class
     glue_dir: str | None = None

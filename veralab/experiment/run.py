@@ -115,6 +115,7 @@ def _text_setup(config: RunConfig, device) -> TaskSetup:
             "max_length": config.max_length, "tokenizer": tokenizer.name_or_path, "attention": attention}
     if data.num_labels > 1:
         info["majority_class"] = majority_class({name: encoded[name]["label"] for name in evals})
+    info["constant_loss"] = constant_loss(encoded["train"]["label"], data.num_labels)
     return TaskSetup(model, data.num_labels, data.metrics, train_batches, len(splits["train"]), eval_batches,
                      evals, lambda m, inputs: m(**inputs).logits, info)
 
@@ -135,6 +136,16 @@ def majority_class(eval_labels: dict) -> dict:
     found = {name: np.unique(np.asarray(labels), return_counts=True) for name, labels in eval_labels.items()}
     return {"label": {name: int(values[counts.argmax()]) for name, (values, counts) in found.items()},
             "accuracy": {name: round(float(counts.max() / counts.sum()), 6) for name, (_, counts) in found.items()}}
+
+
+def constant_loss(labels, num_labels: int) -> float:
+    """The training loss of the best constant answer (the label frequencies' entropy for cross-entropy, the labels'
+    variance for squared error): a run whose final training loss is not below it has learned nothing of the inputs."""
+    labels = np.asarray(labels, dtype=float if num_labels == 1 else int)
+    if num_labels == 1:
+        return round(float(labels.var()), 6)
+    shares = np.bincount(labels, minlength=num_labels) / len(labels)
+    return round(float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum()), 6)
 
 
 def grouped_by_length(order, lengths, batch_size: int, rng, chunk_batches: int = 8) -> np.ndarray:

@@ -97,7 +97,7 @@ def hold_out(data: TextData, n: int, seed: int) -> TextData:
     order = np.random.default_rng([seed, 1]).permutation(len(train))  # not `subsample`'s order at the same seed
     splits = {"train": train.select(np.sort(order[n:])), "validation": train.select(np.sort(order[:n]))}
     notes = {**data.notes, "sizes": {k: len(v) for k, v in splits.items()},
-             "evaluated_on": f"{n:,} training examples held out (seed {seed}); the dev split is not read"}
+             "evaluated_on": f"{n:,} training examples held out (seed {seed}); the dev split is not scored"}
     return TextData(splits, data.num_labels, data.metrics, data.source, notes)
 
 

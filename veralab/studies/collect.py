@@ -73,11 +73,14 @@ def flatten(record: dict, path: Path | None = None) -> dict:
         row["trainable"] = record["params"]["trainable"]
         row["total"] = record["params"]["total"]
         row["adapter_bytes"] = record.get("adapter_bytes")
+        row["train_loss"] = record["epochs"][-1].get("train_loss")
         row["wall_seconds"] = record["time"]["wall_seconds"]
         row["samples_per_second"] = record["time"]["samples_per_second"]
     row["error"] = record.get("error")
     row["device"] = (record.get("device") or {}).get("type")
+    row["threads"] = (record.get("device") or {}).get("threads")
     data = record.get("data") or {}
+    row["constant_loss"] = data.get("constant_loss")
     row["train_size"] = data.get("train_used")
     row["eval_size"] = (data.get("eval_used") or {}).get(row.get("score_split"))
     row["majority_score"] = ((data.get("majority_class") or {}).get("accuracy") or {}).get(row.get("score_split"))
@@ -110,8 +113,8 @@ def collect_records(runs="runs") -> pd.DataFrame:
             skipped.append(str(path))
     columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "setting", "metric", "score",
                "score_split", "score_best", "best_epoch", "adapter_params", "head_params", "trainable", "total",
-               "adapter_bytes", "wall_seconds", "samples_per_second", "error", "device", "train_size", "eval_size",
-               "majority_score", "path"]
+               "adapter_bytes", "train_loss", "constant_loss", "wall_seconds", "samples_per_second", "error", "device",
+               "threads", "train_size", "eval_size", "majority_score", "path"]
     frame = pd.DataFrame(rows, columns=columns)
     frame.attrs["skipped"] = skipped
     return frame

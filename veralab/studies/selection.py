@@ -1,0 +1,102 @@
+"""The learning-rate selection, read from its records: each task's and method's candidates on the held-out slice,
+the rate chosen, how far it separates from the next best, and whether it sits at the grid's edge.
+
+A candidate's score is its median over the selection seeds on the slice held out of the training split
+(`validation_holdout`); the highest median wins, a tie going to the lower rate (the steadier one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .profiles import GLUE_CPU_HEAD_LR, GLUE_CPU_LR, SELECTION_GRID
+
+RATE = {"head": "head_lr"}  # the rate a method's candidates differ in: the head's own for head only, else lr
+
+
+def candidates(frame: pd.DataFrame) -> pd.DataFrame:
+    """A row per (task, method, rate): median, seeds and per-seed scores, the chosen one marked, its grid edge."""
+    ok = frame[frame["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=["task", "method", "rate", "median", "n", "scores", "chosen", "edge"])
+    ok["rate"] = [float(r[RATE.get(r["method"], "lr")]) for _, r in ok.iterrows()]
+    rows = []
+    for (task, method, rate), runs in ok.groupby(["task", "method", "rate"]):
+        scores = dict(zip(runs["run_seed"].astype(int), 100 * runs["score"].astype(float)))
+        rows.append({"task": task, "method": method, "rate": rate, "median": float(np.median(list(scores.values()))),
+                     "n": len(scores), "scores": scores})
+    table = pd.DataFrame(rows).sort_values(["task", "method", "rate"]).reset_index(drop=True)
+    table["chosen"] = False
+    for _, group in table.groupby(["task", "method"]):
+        best = group.sort_values(["median", "rate"], ascending=[False, True]).index[0]
+        table.loc[best, "chosen"] = True
+    table["edge"] = [grid_edge(r.method, r.rate) if r.chosen else "" for r in table.itertuples()]
+    return table
+
+
+def grid_edge(method: str, rate: float) -> str:
+    """'lowest' or 'highest' where `rate` is at its method's grid edge (the optimum may lie beyond), else ''."""
+    grid = SELECTION_GRID.get(method, ())
+    if not grid or not np.isclose(rate, grid, rtol=1e-9).any():
+        return ""
+    return "lowest" if np.isclose(rate, min(grid)) else "highest" if np.isclose(rate, max(grid)) else ""
+
+
+def separation(table: pd.DataFrame, task: str, method: str) -> dict | None:
+    """The chosen rate against the runner-up, paired by seed: per-seed differences and their mean, in points."""
+    group = table[(table["task"] == task) & (table["method"] == method)].sort_values(
+        ["median", "rate"], ascending=[False, True])
+    if len(group) < 2:
+        return None
+    best, second = group.iloc[0], group.iloc[1]
+    seeds = sorted(set(best["scores"]) & set(second["scores"]))
+    differences = [best["scores"][s] - second["scores"][s] for s in seeds]
+    return {"runner_up": second["rate"], "differences": differences,
+            "mean": float(np.mean(differences)) if differences else float("nan")}
+
+
+def profile_rates() -> dict:
+    """(task, method) -> the rate the glue_cpu profiles use."""
+    rates = {(task, "head"): rate for task, rate in GLUE_CPU_HEAD_LR.items()}
+    rates.update({(task, m): lr for task, methods in GLUE_CPU_LR.items() for m, lr in methods.items()})
+    return rates
+
+
+def disagreements(table: pd.DataFrame) -> list[str]:
+    """Where the profile's rate is not the selection records' choice (a selection re-run elsewhere chose another)."""
+    used, found = profile_rates(), []
+    for r in table[table["chosen"]].itertuples():
+        if (r.task, r.method) in used and not np.isclose(used[r.task, r.method], r.rate):
+            found.append(f"{r.task} {r.method}: the records choose {r.rate:g}, the profile uses "
+                         f"{used[r.task, r.method]:g}")
+    return found
+
+
+def selection_section(table: pd.DataFrame, holdout: int, seeds: list[int]) -> list[str]:
+    """RESULTS.md's account of the selection: every candidate's median, the choice, its margin over the runner-up."""
+    if table.empty:
+        return ["No selection records: `make glue` runs the selection first.", ""]
+    lines = [f"Every candidate ran on {holdout:,} training examples held out of the training split (never the dev "
+             f"split that is scored), with the campaign's settings and seeds {', '.join(map(str, seeds))}; the "
+             "highest median wins (a tie: the lower rate). Head only chose the head's rate, which every other method's "
+             "head then used. Scores in points (× 100), per seed in brackets.", "",
+             "| task | method | candidates: median (per seed) | chosen | over the runner-up, per seed |",
+             "|---|---|---|---|---|"]
+    for (task, method), group in table.groupby(["task", "method"], sort=True):
+        cells = []
+        for r in group.itertuples():
+            text = f"{r.rate:g}: {r.median:.1f} ({', '.join(f'{v:.1f}' for v in r.scores.values())})"
+            cells.append(f"**{text}**" if r.chosen else text)
+        chosen = group[group["chosen"]].iloc[0]
+        gap = separation(table, task, method)
+        margin = (f"{gap['mean']:+.1f} over {gap['runner_up']:g} ({', '.join(f'{d:+.1f}' for d in gap['differences'])})"
+                  if gap else "")
+        edge = f" (at the grid's {chosen['edge']} rate)" if chosen["edge"] else ""
+        lines.append(f"| {task} | {method} | {'; '.join(cells)} | {chosen['rate']:g}{edge} | {margin} |")
+    lines.append("")
+    problems = disagreements(table)
+    if problems:
+        lines += ["**The profile's rates are not these records' choice**: " + "; ".join(problems) + ". The verdicts "
+                  "below ran at the profile's rates.", ""]
+    return lines
