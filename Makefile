@@ -78,29 +78,30 @@ figures: setup
 	$(BIN)/veralab figures --runs $(RESULTS) --out figures
 
 # The paper's findings on real GLUE with the embedded MiniLM, RESULTS.md: make glue GLUE_DIR=<folder holding SST-2/,
-# MRPC/, RTE/, STS-B/ with train.tsv and dev.tsv>. The learning-rate selection (glue_select), then every study: the
-# full `glue` profile where torch sees a GPU, else the `glue_cpu` reduction (about 4 hours on 2 cores; re-running
-# resumes where it stopped; with it, VeRA and LoRA at other rates for RESULTS.md's sensitivity check). Records
-# go to results/glue/<profile>, figures to figures/glue_*.
+# MRPC/, RTE/, STS-B/ with train.tsv and dev.tsv>. First the learning-rate selection on a slice held out of the
+# training data (the head's rate, then every method's; `veralab results` says where a re-run chose otherwise than the
+# profile) and the check of MRPC and RTE on their whole training sets; then every study: the full `glue` profile where
+# torch sees a GPU, else the `glue_cpu` reduction with its lower-rate sensitivity rows (about 6 hours on 2 cores;
+# re-running resumes where it stopped). Records go to results/glue/<profile>, figures to figures/glue_*.
 GLUE_DIR ?=
 GLUE_PROFILE ?= $(shell $(BIN)/python -c "import torch; print('glue' if torch.cuda.is_available() else 'glue_cpu')" \
                  2>/dev/null || echo glue_cpu)
 GLUE_RUNS ?= results/glue/$(GLUE_PROFILE)
+GLUE_SWEEP = $(BIN)/veralab sweep --glue-dir "$(GLUE_DIR)" $(if $(JOBS),--jobs $(JOBS))
 
 glue: setup
 	@test -n "$(GLUE_DIR)" || { echo "make glue needs GLUE_DIR=<folder with SST-2/, MRPC/, RTE/, STS-B/>" >&2; exit 2; }
-	$(BIN)/veralab sweep main_table --profile glue_select --glue-dir "$(GLUE_DIR)" $(if $(JOBS),--jobs $(JOBS)) \
-		--output-dir results/glue/glue_select
-	$(BIN)/veralab sweep all --profile $(GLUE_PROFILE) --glue-dir "$(GLUE_DIR)" $(if $(JOBS),--jobs $(JOBS)) --output-dir $(GLUE_RUNS)
-	if [ "$(GLUE_PROFILE)" = glue_cpu ]; then $(BIN)/veralab sweep main_table --profile glue_cpu_rates \
-		--glue-dir "$(GLUE_DIR)" $(if $(JOBS),--jobs $(JOBS)) --output-dir results/glue/glue_cpu_rates; fi
+	for p in glue_cpu_select_head glue_cpu_select glue_cpu_check; do \
+		$(GLUE_SWEEP) main_table --profile $$p --output-dir results/glue/$$p || exit $$?; done
+	$(GLUE_SWEEP) all --profile $(GLUE_PROFILE) --output-dir $(GLUE_RUNS)
+	if [ "$(GLUE_PROFILE)" = glue_cpu ]; then \
+		$(GLUE_SWEEP) all --profile glue_cpu_lower --output-dir results/glue/glue_cpu_lower; fi
 	$(MAKE) glue-report GLUE_PROFILE=$(GLUE_PROFILE)
 
 # figures/glue_* and RESULTS.md from the records, without running anything
 glue-report: setup
 	$(BIN)/veralab figures --runs $(GLUE_RUNS) --out figures --prefix glue_
-	$(BIN)/veralab results --runs $(GLUE_RUNS) --profile $(GLUE_PROFILE) --selection results/glue/glue_select \
-		--out RESULTS.md
+	$(BIN)/veralab results --runs $(GLUE_RUNS) --profile $(GLUE_PROFILE) --out RESULTS.md
 
 # What a bare GPU machine lacks (wheels, fp16 MiniLM, data, GLUE), in .gpu-kit/ (git-ignored, <= 60 MiB); then, on
 # the GPU machine: bash benchmarks/gpu_run.sh OUT_DIR (see BENCHMARKS.md).

@@ -124,7 +124,7 @@ def test_glue_cpu_runs_where_the_model_learns_with_each_tasks_chosen_rates_and_e
     for study, study_points in points.items():
         assert {p.params["task"] for p in study_points} == {"sst2", "stsb"}
         seeds = sorted({p.params["run_seed"] for p in study_points})
-        assert seeds == (list(range(7)) if study in ("main_table", "vector_ablation") else list(range(5))), study
+        assert seeds == (list(range(9)) if study in ("main_table", "vector_ablation") else list(range(5))), study
         for p in study_points:
             task, method = p.params["task"], p.params["method"]
             assert p.params["head_lr"] == profiles.GLUE_CPU_HEAD_LR[task]
@@ -187,7 +187,7 @@ def test_glue_dry_run_gives_every_glue_point_the_folder_and_a_study_it_lacks_is_
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(lines) == len({p["run"] for p in lines}) == 56 + 3 * 14 + 4 * 10 + 8 * 10  # shared points run once
+    assert len(lines) == len({p["run"] for p in lines}) == 72 + 3 * 18 + 4 * 10 + 8 * 10  # shared points run once
     assert {p["glue_dir"] for p in lines} == {str(Path(glue_dir).resolve())}
     vit = subprocess.run([sys.executable, "-m", "veralab", "sweep", "vit", "--profile", "glue", "--dry-run"],
                          capture_output=True, text=True, timeout=120)

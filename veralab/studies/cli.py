@@ -147,28 +147,32 @@ def _figures(args) -> int:
 
 
 def _results(args) -> int:
+    import pandas as pd
+
     from ..core.io import write_text_atomic
     from .collect import collect_records
-    from .profiles import GLUE_LORA_RANK, GLUE_RANK, PROFILES, reduction_text
+    from .profiles import GLUE_LORA_RANK, GLUE_RANK, PROFILES, SELECTION_HOLDOUT, SELECTION_SEEDS, reduction_text
+    from .report import results_report
     from .sweep import sweep_points
-    from .verdicts import results_report
 
     glue = collect_records(args.runs)
     if glue.empty:
         raise FileNotFoundError(f"no run records under {args.runs}; run `make glue` (or veralab sweep all --profile "
                                 f"{args.profile} --output-dir {args.runs}) first")
     expected = len(sweep_points("all", args.profile, output_dir=args.runs))
-    vit = collect_records(args.vit_runs) if args.vit_runs else None
-    selection = collect_records(args.selection) if args.selection else None
-    # the check runs with glue_cpu's settings: beside another profile's runs its pairs would not be like with like
-    rate_runs = collect_records(args.rate_check) if args.rate_check and args.profile == "glue_cpu" else None
-    report = results_report(glue, vit, selection, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK,
-                            rank_tasks=tuple(PROFILES[args.profile]["rank_sweep"]["tasks"]), expected_runs=expected,
-                            reduction=reduction_text(args.profile), figures_prefix=args.figures_prefix,
-                            sources={"glue": args.runs, "vit": args.vit_runs, "selection": args.selection,
-                                     "rate check": rate_runs is not None and not rate_runs.empty
-                                     and args.rate_check},
-                            rate_runs=rate_runs)
+
+    def records(folders):
+        found = [collect_records(f) for f in folders if f]
+        return pd.concat(found, ignore_index=True) if found else None
+
+    report = results_report(
+        glue, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK,
+        grids=PROFILES[args.profile],
+        vit=records([args.vit_runs]), selection=records(args.selection), lower=records([args.lower]),
+        check=records([args.check]), expected_runs=expected, reduction=reduction_text(args.profile),
+        selection_info=(SELECTION_HOLDOUT, SELECTION_SEEDS), figures_prefix=args.figures_prefix,
+        sources={"glue": args.runs, "lower rate": args.lower, "vit": args.vit_runs,
+                 "selection": ", ".join(f for f in args.selection if f), "check": args.check})
     write_text_atomic(args.out, report)
     print(f"{args.out}: verdicts from {(glue['status'] == 'ok').sum()} of {expected} GLUE runs")
     return 0
@@ -241,9 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--profile", default="glue_cpu", choices=("glue", "glue_cpu"),
                          help="the profile they were run with (for the count of expected runs)")
     results.add_argument("--vit-runs", default="results/default", help="records of the tiny-ViT study ('' to skip)")
-    results.add_argument("--selection", default="results/glue/glue_select", help="learning-rate selection records")
-    results.add_argument("--rate-check", default="results/glue/glue_cpu_rates",
-                         help="records of VeRA and LoRA at other learning rates (glue_cpu only; '' to skip)")
+    results.add_argument("--selection", nargs="*", default=["results/glue/glue_cpu_select_head",
+                                                             "results/glue/glue_cpu_select"],
+                         help="the learning-rate selection's records (head rate, then the other methods' rates)")
+    results.add_argument("--lower", default="results/glue/glue_cpu_lower",
+                         help="the ablations at VeRA's next rate down (sensitivity rows; '' to skip)")
+    results.add_argument("--check", default="results/glue/glue_cpu_check",
+                         help="MRPC and RTE on their whole training sets ('' to skip)")
     results.add_argument("--figures-prefix", default="figures/glue_")
     results.add_argument("--out", default="RESULTS.md")
     results.set_defaults(func=_results)
