@@ -8,17 +8,9 @@ import pandas as pd
 import pytest
 
 from veralab.studies.collect import collect_records, flatten
-from veralab.studies.figures import (
-    ablation_rank,
-    aggregate,
-    cell,
-    main_figure,
-    main_table,
-    make_all,
-    provenance,
-    rank_sweep_figure,
-    results_table,
-)
+from veralab.studies.figures import ablation_rank, main_figure, make_all, rank_sweep_figure
+from veralab.studies.plotting import provenance
+from veralab.studies.tables import aggregate, cell, main_table, results_table
 from veralab.studies.profiles import PROFILES
 from veralab.studies.sweep import sweep_points
 

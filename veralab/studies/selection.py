@@ -16,23 +16,29 @@ RATE = {"head": "head_lr"}  # the rate a method's candidates differ in: the head
 
 
 def candidates(frame: pd.DataFrame) -> pd.DataFrame:
-    """A row per (task, method, rate): median, seeds and per-seed scores, the chosen one marked, its grid edge."""
-    ok = frame[frame["status"] == "ok"].copy()
-    if ok.empty:
-        return pd.DataFrame(columns=["task", "method", "rate", "median", "n", "scores", "chosen", "edge"])
-    ok["rate"] = [float(r[RATE.get(r["method"], "lr")]) for _, r in ok.iterrows()]
+    """A row per (task, method, rate): median, seeds, per-seed scores and failed seeds (a diverged run), the chosen
+    one marked (among those where no seed failed), and whether it sits at its grid's edge."""
+    runs = frame[frame["status"].isin(["ok", "failed"])].copy()
+    columns = ["task", "method", "rate", "median", "n", "scores", "failed", "chosen", "edge"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    runs["rate"] = [float(r[RATE.get(r["method"], "lr")]) for _, r in runs.iterrows()]
     rows = []
-    for (task, method, rate), runs in ok.groupby(["task", "method", "rate"]):
-        scores = dict(zip(runs["run_seed"].astype(int), 100 * runs["score"].astype(float)))
-        rows.append({"task": task, "method": method, "rate": rate, "median": float(np.median(list(scores.values()))),
-                     "n": len(scores), "scores": scores})
+    for (task, method, rate), group in runs.groupby(["task", "method", "rate"]):
+        ok = group[group["status"] == "ok"]
+        scores = dict(zip(ok["run_seed"].astype(int), 100 * ok["score"].astype(float)))
+        rows.append({"task": task, "method": method, "rate": rate,
+                     "median": float(np.median(list(scores.values()))) if scores else float("nan"),
+                     "n": len(scores), "scores": scores,
+                     "failed": sorted(int(s) for s in group.loc[group["status"] != "ok", "run_seed"])})
     table = pd.DataFrame(rows).sort_values(["task", "method", "rate"]).reset_index(drop=True)
     table["chosen"] = False
     for _, group in table.groupby(["task", "method"]):
-        best = group.sort_values(["median", "rate"], ascending=[False, True]).index[0]
-        table.loc[best, "chosen"] = True
+        eligible = group[group["failed"].map(len) == 0]
+        if len(eligible):
+            table.loc[eligible.sort_values(["median", "rate"], ascending=[False, True]).index[0], "chosen"] = True
     table["edge"] = [grid_edge(r.method, r.rate) if r.chosen else "" for r in table.itertuples()]
-    return table
+    return table[columns]
 
 
 def grid_edge(method: str, rate: float) -> str:
@@ -45,8 +51,8 @@ def grid_edge(method: str, rate: float) -> str:
 
 def separation(table: pd.DataFrame, task: str, method: str) -> dict | None:
     """The chosen rate against the runner-up, paired by seed: per-seed differences and their mean, in points."""
-    group = table[(table["task"] == task) & (table["method"] == method)].sort_values(
-        ["median", "rate"], ascending=[False, True])
+    group = table[(table["task"] == task) & (table["method"] == method) & (table["failed"].map(len) == 0)]
+    group = group.sort_values(["median", "rate"], ascending=[False, True])
     if len(group) < 2:
         return None
     best, second = group.iloc[0], group.iloc[1]
@@ -86,8 +92,12 @@ def selection_section(table: pd.DataFrame, holdout: int, seeds: list[int]) -> li
     for (task, method), group in table.groupby(["task", "method"], sort=True):
         cells = []
         for r in group.itertuples():
-            text = f"{r.rate:g}: {r.median:.1f} ({', '.join(f'{v:.1f}' for v in r.scores.values())})"
+            seeds = [f"{v:.1f}" for v in r.scores.values()] + [f"seed {s} diverged" for s in r.failed]
+            text = f"{r.rate:g}: " + (f"{r.median:.1f}" if r.scores else "–") + f" ({', '.join(seeds)})"
             cells.append(f"**{text}**" if r.chosen else text)
+        if not group["chosen"].any():
+            lines.append(f"| {task} | {method} | {'; '.join(cells)} | none (every candidate failed) | |")
+            continue
         chosen = group[group["chosen"]].iloc[0]
         gap = separation(table, task, method)
         margin = (f"{gap['mean']:+.1f} over {gap['runner_up']:g} ({', '.join(f'{d:+.1f}' for d in gap['differences'])})"

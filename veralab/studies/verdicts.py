@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .figures import check_one_setting
 from .findings import Comparison, Finding
+from .tables import check_one_setting
 
 MARGIN = 2.0  # points: "X is close to Y" when the whole interval of X − Y lies within ± this
 NO_EFFECT = 1.0  # points: "X beats Y" is refuted when the whole interval lies within ± this

@@ -1,0 +1,161 @@
+"""What every figure shares: its labels and footer (model, seeds, data, score, statistic, learning rates), point
+panels with every seed drawn, the head-only and majority-class references, and the paper's values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.patches
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .tables import METHODS, SCORES, STATS, aggregate, check_one_setting, score_label
+
+PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
+MODEL_LABELS = {"minilm": "all-MiniLM-L6-v2 (22.7M, embedded)",
+                "tiny_vit": "tiny ViT, 0.45M, pretrained on Fashion-MNIST (embedded)"}
+TASK_LABELS = {"rotten_tomatoes": "Rotten Tomatoes snippets (embedded stand-in, not SST-2)",
+               "mnist_5k": "MNIST-5k (embedded stand-in)", "digits": "sklearn digits 8x8 (embedded stand-in)",
+               "sst2": "GLUE SST-2 dev", "mrpc": "GLUE MRPC dev", "cola": "GLUE CoLA dev", "qnli": "GLUE QNLI dev",
+               "rte": "GLUE RTE dev", "stsb": "GLUE STS-B dev", "cifar100": "CIFAR-100", "food101": "Food-101",
+               "flowers102": "Flowers-102 (re-split)", "resisc45": "RESISC45"}
+METHOD_LABELS = {"head": "head only", "full": "full fine-tune", "lora": "LoRA", "vera": "VeRA"}
+PALETTE = {"head": "#949494", "full": "#029e73", "lora": "#d55e00", "vera": "#0173b2"}  # seaborn "colorblind"
+MIN_SPAN = 10.0  # percentage points: the least a panel's y-axis spans (point panels and rank sweeps)
+
+sns.set_theme(context="notebook", style="whitegrid", font_scale=0.85)
+
+
+def seaborn_estimator(stat: str):
+    return ("median", ("pi", 100)) if stat == "median" else ("mean", "sd")
+
+
+# ---- labels ----------------------------------------------------------------------------------------------------
+
+def provenance(frame: pd.DataFrame, score: str = "final", stat: str = "median") -> str:
+    """Model · seeds · train size · score · statistic, for a figure's footer."""
+    models = ", ".join(MODEL_LABELS.get(m, m) for m in sorted(frame["model"].dropna().unique()))
+    seeds = sorted({int(s) for s in frame["run_seed"].dropna()})
+    sizes = sorted({int(s) for s in frame["train_size"].dropna()})
+    return (f"{models}; seeds {seeds}; {', '.join(f'{s:,}' for s in sizes)} training examples; score: "
+            f"{score_label(frame, score)}; {STATS[stat]}; dots: one per seed; {rates_text(frame)}")
+
+
+def rates_text(frame: pd.DataFrame) -> str:
+    """Each method's learning rate and head rate, per task where the tasks differ: 'VeRA lr 0.03, head lr 0.01'."""
+    parts = []
+    for method in METHODS:
+        runs = frame[frame["method"] == method]
+        if runs.empty:
+            continue
+        per_task = {t: (g["lr"].dropna().unique(), g["head_lr"].dropna().unique()) for t, g in runs.groupby("task")}
+
+        def rate(lrs, heads, method=method):
+            head = f"head lr {'/'.join(f'{h:g}' for h in sorted(heads))}"
+            return head if method == "head" else f"lr {'/'.join(f'{v:g}' for v in sorted(lrs))}, {head}"
+
+        texts = {t: rate(*v) for t, v in per_task.items()}
+        same = len(set(texts.values())) == 1
+        parts.append(f"{METHOD_LABELS[method]} " + (next(iter(texts.values())) if same else
+                                                     "; ".join(f"{t}: {v}" for t, v in texts.items())))
+    return "learning rates: " + " | ".join(parts)
+
+
+def paper_points(task: str, model: str) -> pd.DataFrame:
+    paper = pd.read_csv(PAPER_RESULTS, comment="#")
+    return paper[(paper["task"] == task) & (paper["model"] == model)]
+
+
+def finish(fig, title: str, frame: pd.DataFrame, score: str, stat: str):
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    if frame.empty:
+        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        return fig
+    fig.text(0.5, 0.005, provenance(frame, score, stat), ha="center", va="bottom", fontsize=7.5, color="#444444",
+             wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    return fig
+
+
+def empty_panel(ax, message="no runs for this panel yet"):
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#777777")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def percent_of(frame: pd.DataFrame, score: str) -> pd.DataFrame:
+    return frame.assign(percent=100 * frame[SCORES[score][0]].astype(float))
+
+
+def point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]], title: str, score: str,
+                 stat: str, heads: pd.DataFrame | None = None) -> None:
+    """One column per (label, runs): every seed a dot, the center with its spread, its value and n written; `heads`:
+    head-only runs drawn as the reference an adapter variant must clear."""
+    ax.set_title(title, fontsize=9)
+    labels = [(label, runs) for label, runs in labels if not runs.empty]
+    if not labels:
+        empty_panel(ax)
+        return
+    rows = []
+    for label, runs in labels:
+        check_one_setting(runs, ["variant"])
+        rows.append(runs.assign(column=f"{label}\n({int(runs['adapter_params'].iloc[0]):,})"))
+    plotted = percent_of(pd.concat(rows, ignore_index=True), score)
+    order = list(dict.fromkeys(plotted["column"]))
+    estimator, errorbar = seaborn_estimator(stat)
+    state = np.random.get_state()  # seaborn jitters with numpy's global generator: fix it, so figures regenerate
+    np.random.seed(0)  # byte for byte, and leave the caller's random state as it was
+    sns.stripplot(plotted, x="column", y="percent", order=order, hue="method", palette=PALETTE, jitter=0.12,
+                  alpha=0.5, size=4, legend=False, ax=ax)
+    np.random.set_state(state)
+    sns.pointplot(plotted, x="column", y="percent", order=order, hue="method", palette=PALETTE, estimator=estimator,
+                  errorbar=errorbar, linestyle="none", markers="D", markersize=5, capsize=0.1,
+                  err_kws={"linewidth": 1.2}, legend=False, ax=ax)
+    for i, column in enumerate(order):
+        row = aggregate(plotted[plotted["column"] == column], ["column"], score, stat).iloc[0]
+        ax.annotate(f"{row['center']:.1f}\nn={row['n']}", (i, row["high"]), textcoords="offset points",
+                    xytext=(0, 4), ha="center", va="bottom", fontsize=7)
+    ax.set_xlabel("(adapter parameters; the task head is not counted)", fontsize=7.5, color="#555555")
+    ax.set_ylabel(f"{data['metric'].iloc[0]} (%)")
+    ax.tick_params(axis="x", labelsize=7.5)
+    entries = head_reference(ax, heads, score, stat) if heads is not None else []
+    if entries:
+        ax.legend(*zip(*entries), fontsize=7, loc="lower right")
+    majority_line(ax, plotted)
+    at_least_min_span(ax)
+    ax.margins(y=0.25)
+
+
+def head_reference(ax, runs: pd.DataFrame, score: str, stat: str) -> list:
+    """Head only's center as a dashed line with its spread as a band: the level an adapter must clear to add anything
+    to the trained head. Returns its legend entry, (handle, label), in a list (empty without head-only runs)."""
+    head = runs[runs["method"] == "head"]
+    if head.empty:
+        return []
+    row = aggregate(head, ["task"], score, stat).iloc[0]
+    ax.axhline(row["center"], color=PALETTE["head"], ls="--", lw=1.2, zorder=0)
+    ax.axhspan(row["low"], row["high"], color=PALETTE["head"], alpha=0.15, lw=0, zorder=0)
+    spread = "min–max" if stat == "median" else "± sd"
+    return [((plt.Line2D([], [], color=PALETTE["head"], ls="--"),
+              matplotlib.patches.Patch(color=PALETTE["head"], alpha=0.3)),
+             f"head only (no adapter): {stat}, band {spread}, n={row['n']}")]
+
+
+def at_least_min_span(ax) -> None:
+    """A 1-point difference must not fill the axis: runs differ by ~2 points by chance."""
+    low, high = ax.get_ylim()
+    if high - low < MIN_SPAN:
+        middle = (low + high) / 2
+        ax.set_ylim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
+
+
+def majority_line(ax, runs: pd.DataFrame) -> None:
+    """A dotted line at the majority-class score (the best constant answer on the scored split), where records hold it:
+    a score on or under it is no skill."""
+    levels = runs["majority_score"].dropna().unique()
+    if len(levels) == 1:
+        ax.axhline(100 * levels[0], color="#888888", ls=":", lw=1.2, zorder=0)
+        ax.annotate("majority class", (0, 100 * levels[0]), xycoords=("axes fraction", "data"), xytext=(3, -2),
+                    textcoords="offset points", ha="left", va="top", fontsize=7, color="#666666")
