@@ -75,3 +75,18 @@ def test_figures_cli_with_a_mistyped_runs_folder_fails_in_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     assert [p.name for p in out.iterdir()] == ["results.md"] and (out / "results.md").read_text() == "the real table\n"
     assert not (tmp_path / "typo").exists()
+
+
+def test_moved_runs_carry_the_folder_they_lie_in_and_a_running_one_stays(runs, tmp_path):
+    from veralab.core.io import exclusive
+    from veralab.studies.collect import move_runs
+
+    first, second = sorted(p for p in runs.iterdir())
+    with exclusive(second / ".run.lock") as mine:  # a run still training in that folder
+        assert mine
+        moved = move_runs(runs, tmp_path / "kept")
+    assert [p.name for p in moved] == [first.name] and second.is_dir() and not first.exists()
+    record = json.loads((tmp_path / "kept" / first.name / "record.json").read_text())
+    assert record["config"]["output_dir"] == str(tmp_path / "kept") and record["moved_from"]
+    assert list(collect_records(tmp_path / "kept")["name"]) == [first.name]
+    assert move_runs(runs, tmp_path / "kept") == [tmp_path / "kept" / second.name]  # once it has finished

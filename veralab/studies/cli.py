@@ -137,6 +137,14 @@ def _compare(args) -> int:
     return 0
 
 
+def _move(args) -> int:
+    from .collect import move_runs
+
+    moved = move_runs(args.source, args.target)
+    print(f"moved {len(moved)} run folder(s) from {args.source} to {args.target}")
+    return 0
+
+
 def _figures(args) -> int:
     from .figures import make_all
 
@@ -222,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("--runs", default="runs")
     collect.add_argument("--out", default=None, help="CSV path (default: print)")
     collect.set_defaults(func=_collect)
+
+    move = sub.add_parser("move", help="move finished run folders to another folder, their records saying so")
+    move.add_argument("source")
+    move.add_argument("target")
+    move.set_defaults(func=_move)
 
     compare = sub.add_parser("compare", help="scores of the same runs in two folders, side by side")
     compare.add_argument("new", help="records of a re-run (e.g. runs/default)")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
 from ..core.config import ABLATION_FIELDS, DEFAULT
-from ..experiment.record import RECORD, record_config
+from ..core.io import exclusive, write_json_atomic
+from ..experiment.record import RECORD, read_record, record_config
 
 CONFIG_COLUMNS = ("task", "model", "method", "rank", "projection_prng_key", "run_seed", "d_init", "b_init",
                   "projection_init", "train_d", "train_b", "shared", "epochs", "max_train_samples", "shots_per_class",
@@ -129,3 +131,28 @@ def compare_records(new, old) -> pd.DataFrame:
     both["difference"] = both["score"] - both["score_old"]
     both["where"] = both["_merge"].map({"both": "both", "left_only": "new only", "right_only": "old only"})
     return both[["name", "task", "variant", "run_seed", "score", "score_old", "difference", "where"]]
+
+
+def move_runs(source, target) -> list[Path]:
+    """Move every finished run folder (an ok or failed record) from `source` into `target`, each record's output_dir
+    rewritten to `target` (and the folder it ran in kept as moved_from): a record says where it lies. A folder whose
+    run is still training (its lock held), or whose name `target` already holds, stays where it is."""
+    from ..experiment.run import RUN_LOCK
+
+    moved, target = [], Path(target)
+    for folder in sorted(p.parent for p in Path(source).glob(f"*/{RECORD}")):
+        record = read_record(folder)
+        if not record or record.get("status") not in ("ok", "failed") or (target / folder.name).exists():
+            continue
+        with exclusive(folder / RUN_LOCK) as mine:
+            if not mine:
+                continue
+        config = record["config"]
+        record = {**record, "config": {**config, "output_dir": str(target)},
+                  "moved_from": record.get("moved_from", config.get("output_dir"))}
+        target.mkdir(parents=True, exist_ok=True)
+        (folder / RUN_LOCK).unlink(missing_ok=True)
+        shutil.move(str(folder), str(target / folder.name))
+        write_json_atomic(target / folder.name / RECORD, record)
+        moved.append(target / folder.name)
+    return moved

@@ -208,8 +208,11 @@ def compare(frame: pd.DataFrame, finding: Finding, comparison: Comparison, edges
         stat = paired_difference(100 * (pairs["score_x"].astype(float) - pairs["score_y"].astype(float)))
         head = select(frame, task, {"method": "head"})
         x_skill, y_skill = skill(x, head), skill(y, head)
+        threads = [sorted(int(t) for t in runs["threads"].dropna().unique()) for runs in (x, y)]
+        unlike = [f"ran with {threads[0]} thread(s) per run, the other arm with {threads[1]}"] \
+            if threads[0] != threads[1] else []  # float sums, so scores, follow the thread count
         rows.append({"task": task, "metric": x["metric"].iloc[0], "x_runs": x, "y_runs": y, "x_skill": x_skill,
-                     "y_skill": y_skill, "x_flags": flags(x, edges), "y_flags": flags(y, edges),
+                     "y_skill": y_skill, "x_flags": flags(x, edges) + unlike, "y_flags": flags(y, edges),
                      "x_params": int(x["adapter_params"].iloc[0]), "y_params": int(y["adapter_params"].iloc[0]),
                      **stat, "verdict": task_verdict(comparison.claim, stat, x_skill, y_skill)})
     return {"rows": rows, "missing": missing, "comparison": comparison,
