@@ -80,3 +80,26 @@ def test_a_sweep_into_a_folder_that_cannot_be_written_is_refused_up_front(tmp_pa
     err = capsys.readouterr().err
     assert f"cannot write the sweep's output folder {tmp_path / 'afile' / 'runs'}: Not a directory" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name, value", [("train_b", "no"), ("shared", "False"), ("train_head", 0),
+                                         ("group_by_length", "yes"), ("force", 1)])
+def test_a_switch_that_is_not_true_or_false_is_refused_not_read_as_truthy(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name} must be True or False, got {value!r}"):
+        RunConfig.from_dict({name: value})
+
+
+def test_a_bad_papermill_parameter_is_one_line_in_the_notebook_not_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-m", "papermill", str(root / "notebooks" / "06_main_table.ipynb"),
+                           str(tmp_path / "out.ipynb"), "-p", "lr", "1e-3x", "--cwd", str(root)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    error = next(o for cell in json.loads((tmp_path / "out.ipynb").read_text())["cells"]
+                 for o in cell.get("outputs", []) if o.get("output_type") == "error")
+    assert error["traceback"] == ["ParameterError: a notebook parameter (its parameters cell, or papermill -p): lr "
+                                  "must be a finite number; got '1e-3x'"]
+    assert "TypeError" not in done.stderr

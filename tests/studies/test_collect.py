@@ -90,3 +90,15 @@ def test_moved_runs_carry_the_folder_they_lie_in_and_a_running_one_stays(runs, t
     assert record["config"]["output_dir"] == str(tmp_path / "kept") and record["moved_from"]
     assert list(collect_records(tmp_path / "kept")["name"]) == [first.name]
     assert move_runs(runs, tmp_path / "kept") == [tmp_path / "kept" / second.name]  # once it has finished
+
+
+def test_collect_and_the_tables_say_how_many_records_were_unreadable(runs, tmp_path):
+    bad = runs / "zz-bad" / "record.json"
+    bad.parent.mkdir()
+    bad.write_text("{")
+    done = subprocess.run([sys.executable, "-m", "veralab", "collect", "--runs", str(runs), "--out",
+                           str(tmp_path / "t.csv")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "2 records, 1 skipped (unreadable" in done.stdout
+    with pytest.warns(UserWarning):
+        make_all(runs, tmp_path / "figures")
+    assert f"1 unreadable record(s) left out ({bad})" in (tmp_path / "figures" / "results.md").read_text()

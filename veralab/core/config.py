@@ -74,6 +74,9 @@ class AdapterConfig:
         _choice("projection_init", self.projection_init, PROJECTION_INITS)
         _choice("fast_path", self.fast_path, FAST_PATHS)
         _choice("head_scope", self.head_scope, HEAD_SCOPES)
+        for name in ("train_d", "train_b", "shared", "save_projection", "train_head"):
+            if not isinstance(getattr(self, name), bool):  # "no" or "False" from a parameters cell is truthy
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not isinstance(self.rank, int) or isinstance(self.rank, bool) or self.rank < 1:
             raise ConfigError(f"rank must be a positive integer, got {self.rank!r}")
         for name in ("d_init", "b_init", "dropout"):

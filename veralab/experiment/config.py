@@ -71,6 +71,9 @@ class RunConfig:
     def validate(self) -> None:
         self.adapter.validate()
         kind = task_kind(self.task)
+        for name in ("group_by_length", "save_adapter", "force"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

@@ -108,11 +108,15 @@ def _collect(args) -> int:
     from .collect import collect_records
 
     frame = collect_records(args.runs)
+    skipped = len(frame.attrs["skipped"])
+    counted = f"{len(frame)} records" + (f", {skipped} skipped (unreadable: named in the warnings above)"
+                                         if skipped else "")
     if args.out:
         frame.to_csv(args.out, index=False)
-        print(f"{len(frame)} records -> {args.out}")
+        print(f"{counted} -> {args.out}")
     else:
         print(frame.to_string(max_rows=50))
+        print(counted)
     return 0
 
 

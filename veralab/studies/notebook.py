@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.config import ConfigError
 from ..experiment import RunConfig
 from ..experiment.record import RECORD
 from .collect import collect_records
@@ -34,7 +35,18 @@ def config_from(namespace: dict) -> RunConfig:
               if not k.startswith("_") and k not in IPYTHON_NAMES and isinstance(v, PARAMETER_TYPES)}
     if "output_dir" in params:
         params["output_dir"] = str(in_repo(params["output_dir"]))
-    return RunConfig.from_dict(params)
+    try:
+        return RunConfig.from_dict(params)
+    except ConfigError as err:
+        raise ParameterError(f"a notebook parameter (its parameters cell, or papermill -p): {err}") from None
+
+
+class ParameterError(ConfigError):
+    """A bad notebook parameter, shown as its one-line message (IPython renders `_render_traceback_` instead of the
+    frames of veralab's validation, which say nothing more)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 def load_records(runs, committed=COMMITTED_RESULTS) -> pd.DataFrame:

@@ -153,4 +153,13 @@ def table_note(frame: pd.DataFrame, score: str = "final", stat: str = "median") 
     data = ok_runs(frame)
     return (f"Score: {score_label(data, score)}, in %; cells: {STATS[stat]}, (n) runs; adapter_params: the adapter "
             f"alone (as the paper counts), head_params: the task head trained beside it. Records: "
-            f"{len(data)} ok runs.\n\n")
+            f"{len(data)} ok runs{unreadable(frame)}.\n\n")
+
+
+def unreadable(frame: pd.DataFrame) -> str:
+    """', 2 unreadable records left out (runs/x/record.json, ...)' where collect_records skipped some, else ''."""
+    skipped = frame.attrs.get("skipped") or []
+    if not skipped:
+        return ""
+    named = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+    return f"; {len(skipped)} unreadable record(s) left out ({named})"
