@@ -197,3 +197,29 @@ def test_a_killed_sweep_leaves_no_worker_kernel_or_file_behind(tmp_path, signum)
     left = [p.name for p in own_tmp.iterdir() if p.name.startswith("veralab-") or p.suffix == ".json"]
     shutil.rmtree(own_tmp)  # also torch's own torchinductor_<user> cache folder, which is not ours to remove
     assert not left, left
+
+
+def test_a_notebook_cut_short_by_a_full_disk_is_redone_not_counted_done(tmp_path):
+    point = Point("vit", {**QUICK, "method": "head", "output_dir": str(tmp_path)})
+    assert execute_point(point)["status"] == "ok" and point.done()
+    record = (point.run_dir / "record.json").read_text()
+    point.notebook_out.write_text(point.notebook_out.read_text()[:100])  # what papermill left on a full disk
+    assert not point.done()
+    result = execute_point(point)  # reuses the ok record, rewrites the notebook
+    assert result["status"] == "ok" and point.done()
+    assert (point.run_dir / "record.json").read_text() == record
+    point.notebook_out.unlink()  # committed records come without their notebooks: still done
+    assert point.done()
+
+
+def test_a_run_refuses_to_start_without_room_for_its_results(tmp_path):
+    import shutil as sh
+
+    from veralab.core.config import ConfigError
+    from veralab.core.io import check_free_space
+
+    free = sh.disk_usage(tmp_path).free
+    check_free_space(tmp_path, free // 2, "the record")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path} has .* MiB free, less than the .* MiB the record and "
+                                          r"adapter needs; free space there or choose another output_dir"):
+        check_free_space(tmp_path, free + 2**30, "the record and adapter")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -94,3 +95,14 @@ def check_writable(folder, what: str, setting: str) -> None:
     except OSError as err:
         raise ConfigError(f"cannot write {what} {folder}: {err.strerror or err}; give {setting} that is a writable "
                           f"folder") from err
+
+
+def check_free_space(folder, need: int, what: str) -> None:
+    """Fail before the work whose results `folder` must keep when it has less than `need` bytes free (a full disk
+    would otherwise be found only after training, losing it)."""
+    from .config import ConfigError
+
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise ConfigError(f"{folder} has {free / 2**20:.1f} MiB free, less than the {need / 2**20:.1f} MiB {what} "
+                          f"needs; free space there or choose another output_dir")

@@ -17,7 +17,7 @@ import torch
 from ..core.checkpoint import count_parameters, save_adapter
 from ..core.config import ConfigError
 from ..core.inject import add_adapters
-from ..core.io import check_writable, exclusive, write_json_atomic
+from ..core.io import check_free_space, check_writable, exclusive, write_json_atomic
 from .config import RunConfig
 from .images import to_model_input
 from .metrics import compute
@@ -301,6 +301,7 @@ def _stored(config: RunConfig, run_dir) -> dict | None:
 
 
 RUN_LOCK = ".run.lock"  # held by the process training a run folder
+RECORD_ROOM = 2**20  # bytes a record takes, with room to spare (a few epochs' history: tens of KB)
 
 
 def _train_and_record(config: RunConfig, run_dir) -> dict:
@@ -322,6 +323,8 @@ def _train_and_record(config: RunConfig, run_dir) -> dict:
                       resolved={"lr": config.adapter_lr, "head_lr": config.task_head_lr,
                                 "target_modules": list(resolved.target_modules or ()),
                                 "head_modules": list(resolved.head_modules or ())})
+        trained = count_parameters(setup.model)["trainable"]
+        check_free_space(run_dir, RECORD_ROOM + 4 * trained * config.save_adapter, "the record and adapter")
         result = train(setup, config, device)
         test = held_out_test(setup, device, precision)
     except (TrainingDiverged, torch.OutOfMemoryError) as err:
@@ -333,8 +336,12 @@ def _train_and_record(config: RunConfig, run_dir) -> dict:
         write_json_atomic(run_dir / RECORD, record)
         raise RunFailed(f"run {config.name()} failed: {reason} (record: {run_dir / RECORD})") from err
     counts = count_parameters(setup.model)
-    if config.save_adapter:
-        save_adapter(setup.model, run_dir / "adapter")
+    try:
+        if config.save_adapter:
+            save_adapter(setup.model, run_dir / "adapter")
+    except OSError as err:  # the disk filled while training: say so in one line, keep what fits (the record)
+        raise RunFailed(f"run {config.name()} trained, but its adapter could not be written to {run_dir / 'adapter'} "
+                        f"({err.strerror or err}); free space there and run it again") from err
     record.update(
         status="ok", epochs=result["history"], best=result["best"], final=result["final"],
         evaluated_on=setup.eval_splits[0], test=test,
@@ -343,5 +350,9 @@ def _train_and_record(config: RunConfig, run_dir) -> dict:
               "steps": result["steps"], "steps_per_second": round(result["steps"] / result["train_seconds"], 3),
               "samples_per_second": round(result["samples"] / result["train_seconds"], 2)},
         memory=peak_memory(device), finished=_now())
-    write_json_atomic(run_dir / RECORD, record)
+    try:
+        write_json_atomic(run_dir / RECORD, record)
+    except OSError as err:
+        raise RunFailed(f"run {config.name()} trained, but its record could not be written to {run_dir / RECORD} "
+                        f"({err.strerror or err}); free space there and run it again") from err
     return record

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -69,8 +70,18 @@ class Point:
         return self.run_dir / STUDIES[self.study]
 
     def done(self) -> bool:
+        """An ok record, and no executed notebook cut short (a full disk while papermill saved it): such a point runs
+        again, which reuses the record and rewrites the notebook. Committed records come without their notebooks."""
         record = read_record(self.run_dir)
-        return bool(record and record.get("status") == "ok")
+        return bool(record and record.get("status") == "ok") and (not self.notebook_out.exists()
+                                                                  or readable_notebook(self.notebook_out))
+
+
+def readable_notebook(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()).get("cells"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 GRID_KEYS = ("tasks", "seeds", "base", "task_overrides", "points", "axes")
@@ -367,7 +378,8 @@ def execute_point(point: Point, timeout: int | None = None, env: dict | None = N
     except TimeoutError as err:  # nbclient's CellTimeoutError; checked first, as TimeoutError is an OSError
         result.update(status="failed", error=f"{type(err).__name__}: a cell ran longer than the timeout of {timeout} s")
     except OSError as err:
-        result.update(status="failed", error=f"could not write {err.filename or out}: {err.strerror or err}")
+        result.update(status="failed", error=f"could not write {err.filename or out}: {err.strerror or err}; free "
+                      f"space there and run the sweep again (the point is redone)")
     except Exception as err:  # papermill raises PapermillExecutionError with the failing cell's traceback
         message = str(err).strip().splitlines()[-1] if str(err).strip() else ""
         result.update(status="failed", error=f"{type(err).__name__}: {message}")
