@@ -142,6 +142,10 @@ def test_stored_projection_is_checked_too_and_makes_the_key_irrelevant(tiny, tmp
     tensors = load_file(str(path / "adapter.safetensors"))
     tensors["veralab.projection.0.A"][0, 0] += 1.0
     save_file(tensors, str(path / "adapter.safetensors"))
+    with pytest.raises(AdapterFileError, match="does not hold the tensors that were saved"):
+        vl.load_adapter(type(tiny)(), path)
+    del manifest["tensors_sha256"]  # an adapter saved before that checksum: the A/B checksum still catches it
+    (path / "adapter_config.json").write_text(json.dumps(manifest))
     with pytest.raises(vl.AdapterMismatchError, match="the frozen A/B it loads"):
         vl.load_adapter(type(tiny)(), path)
 
@@ -149,9 +153,11 @@ def test_stored_projection_is_checked_too_and_makes_the_key_irrelevant(tiny, tmp
 @pytest.mark.parametrize("config", [vl.AdapterConfig(method="lora", rank=3), vl.AdapterConfig(method="head")],
                          ids=["lora", "head"])
 def test_adapters_without_projection_record_no_checksum(tiny, tmp_path, config):
+    fresh = type(tiny)()
+    fresh.load_state_dict(tiny.state_dict())
     path = _saved(tiny, tmp_path, config)
     assert json.loads((path / "adapter_config.json").read_text())["projection_sha256"] is None
-    vl.load_adapter(type(tiny)(), path)
+    vl.load_adapter(fresh, path)
 
 
 @pytest.mark.parametrize("edit,expected", [
@@ -193,3 +199,31 @@ def test_import_peft_names_missing_and_damaged_files(tiny, tmp_path):
     with pytest.raises(FileNotFoundError, match=rf"^{folder} is not a PEFT adapter: expected adapter_config.json and "
                                                 r"adapter_model.safetensors in it"):
         vl.import_peft(type(tiny)(), folder)
+
+
+def test_an_adapter_is_refused_on_other_base_weights_of_the_same_shapes_unless_strict_is_off(tiny, tmp_path):
+    base = {k: v.clone() for k, v in tiny.state_dict().items()}
+    path = _saved(tiny, tmp_path)
+    other = type(tiny)()
+    other.load_state_dict({**base, "blocks.0.value.weight": base["blocks.0.value.weight"] + 1e-3})  # one W0 nudged
+    with pytest.raises(vl.AdapterMismatchError, match=r"was trained on other base weights than this TinyEncoder's .*"
+                                                     r"pass strict=False to load it anyway"):
+        vl.load_adapter(other, path)
+    with pytest.warns(UserWarning, match="other base weights.*loaded anyway: strict=False"):
+        vl.load_adapter(type(tiny)(), path, strict=False)
+    same = type(tiny)()
+    same.load_state_dict(base)
+    vl.load_adapter(same, path)  # the base it was trained on: no complaint
+
+
+def test_a_flipped_byte_in_the_saved_tensors_is_caught(tiny, tmp_path):
+    base = {k: v.clone() for k, v in tiny.state_dict().items()}
+    path = _saved(tiny, tmp_path, vl.AdapterConfig(rank=4))
+    weights = path / "adapter.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x40  # inside the last tensor's values: the file still parses
+    weights.write_bytes(bytes(data))
+    fresh = type(tiny)()
+    fresh.load_state_dict(base)
+    with pytest.raises(AdapterFileError, match=r"does not hold the tensors that were saved .*save the adapter again"):
+        vl.load_adapter(fresh, path)

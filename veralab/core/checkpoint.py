@@ -2,8 +2,9 @@
 
 The format (a directory): ``adapter.safetensors`` holds the trained tensors (VeRA: d and b per layer, plus the
 head when trained; A/B only with ``save_projection``) and ``adapter_config.json`` the AdapterConfig, the base model's
-name, a fingerprint of the adapted shapes and a checksum of the frozen A/B the vectors were trained against, both
-checked on load.
+name, a fingerprint of the adapted shapes, checksums of the frozen A/B the vectors were trained against, of the base
+model's frozen weights and of the saved tensors themselves: all checked on load (the last two can be overridden with
+``strict=False``, which warns instead).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -94,6 +96,22 @@ def projection_digest(model: nn.Module) -> str | None:
     return digest.hexdigest()[:16]
 
 
+def _digest(tensors) -> str:
+    """sha256 of (name, float32 values) pairs, in name order: the same numbers give the same digest whatever the
+    device or file they came from."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tensors):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def base_digest(model: nn.Module) -> str:
+    """A checksum of every frozen parameter (the base weights, W0 of the adapted layers included): an adapter
+    trained on other base weights of the same shapes would load silently and give other logits."""
+    return _digest((n, p) for n, p in model.named_parameters() if not p.requires_grad)
+
+
 def base_name(model: nn.Module) -> str | None:
     cfg = getattr(model, "config", None)
     name = getattr(cfg, "_name_or_path", None) or getattr(model, "veralab_base_name", None)
@@ -107,11 +125,13 @@ def veralab_version() -> str:
         return "unknown"
 
 
-def _manifest(model: nn.Module) -> dict:
+def _manifest(model: nn.Module, tensors: dict[str, torch.Tensor] | None = None) -> dict:
     config: AdapterConfig = model.veralab_config
+    tensors = _trained_tensors(model) if tensors is None else tensors
     return {"format": "veralab-adapter", "veralab": veralab_version(), "config": config.to_dict(),
             "base_model": base_name(model), "model_class": type(model).__name__, "fingerprint": fingerprint(model),
-            "projection_sha256": projection_digest(model)}
+            "projection_sha256": projection_digest(model), "base_sha256": base_digest(model),
+            "tensors_sha256": _digest(tensors.items())}
 
 
 def count_parameters(model: nn.Module) -> dict:
@@ -134,7 +154,8 @@ def adapter_bytes(model: nn.Module) -> int:
     """Exactly what save_adapter would write, computed in memory."""
     if getattr(model, "veralab_config", None) is None:
         return 0
-    return len(save(_trained_tensors(model))) + len(json.dumps(_manifest(model), indent=2).encode())
+    tensors = _trained_tensors(model)
+    return len(save(tensors)) + len(json.dumps(_manifest(model, tensors), indent=2).encode())
 
 
 def save_adapter(model: nn.Module, path) -> Path:
@@ -142,9 +163,10 @@ def save_adapter(model: nn.Module, path) -> Path:
         raise ConfigError("this model has no veralab adapter: call add_adapters(model, config) first")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    tensors = _trained_tensors(model)
     with atomic_path(path / WEIGHTS) as tmp:
-        save_file(_trained_tensors(model), str(tmp))
-    write_text_atomic(path / CONFIG, json.dumps(_manifest(model), indent=2))
+        save_file(tensors, str(tmp))
+    write_text_atomic(path / CONFIG, json.dumps(_manifest(model, tensors), indent=2))
     return path
 
 
@@ -161,8 +183,12 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def load_adapter(model: nn.Module, path) -> nn.Module:
-    """Add the saved adapter to a fresh base model (or fill a model already adapted with the same config)."""
+def load_adapter(model: nn.Module, path, strict: bool = True) -> nn.Module:
+    """Add the saved adapter to a fresh base model (or fill a model already adapted with the same config).
+
+    Refused: a base model with other adapted shapes or other frozen A/B, other base weights, or saved tensors whose
+    checksum no longer matches (a damaged file); `strict=False` turns the last two into a warning (loading onto a
+    base model known to differ, on purpose)."""
     path = Path(path)
     manifest = read_manifest(path)
     made_for = manifest.get("base_model") or manifest.get("model_class")
@@ -184,6 +210,9 @@ def load_adapter(model: nn.Module, path) -> nn.Module:
             f"({made_for}); this {type(model).__name__} has {len(actual['adapted'])}. First differences (saved vs "
             f"this model): {diff or 'layer count'}")
     tensors = read_tensors(path / WEIGHTS, "save the adapter again")
+    _check(manifest.get("tensors_sha256"), _digest(tensors.items()), strict, AdapterFileError,
+           f"adapter at {path}: {WEIGHTS} does not hold the tensors that were saved (their checksum differs from "
+           f"tensors_sha256 in {CONFIG}): the file was damaged or replaced; save the adapter again")
     for i, projection in enumerate(projections(model)):
         if f"veralab.projection.{i}.A" in tensors:
             projection.assign(tensors.pop(f"veralab.projection.{i}.A"), tensors.pop(f"veralab.projection.{i}.B"))
@@ -195,8 +224,20 @@ def load_adapter(model: nn.Module, path) -> nn.Module:
             "here), so it would give other logits. Its A/B settings (projection_prng_key, projection_init, rank, "
             f"shared) were edited, or this torch draws other random numbers: restore the saved {CONFIG}, or save the "
             "adapter again with save_projection=True")
+    _check(manifest.get("base_sha256"), base_digest(model), strict, AdapterMismatchError,
+           f"adapter at {path} was trained on other base weights than this {type(model).__name__}'s (made for "
+           f"{made_for}; base_sha256 differs): same shapes, other numbers, so it would give other logits. Load the "
+           f"base model it was trained on, or pass strict=False to load it anyway")
     copy_into(model, tensors, path)
     return model
+
+
+def _check(saved: str | None, here: str, strict: bool, error: type, message: str) -> None:
+    """Refuse (or with strict=False warn) where a saved checksum differs; an adapter saved without one passes."""
+    if saved and saved != here:
+        if strict:
+            raise error(message)
+        warnings.warn(f"{message} (loaded anyway: strict=False)", stacklevel=3)
 
 
 def copy_into(model: nn.Module, tensors: dict[str, torch.Tensor], source) -> None:
