@@ -60,11 +60,15 @@ def _descendants(proc):
         return []
 
 
-@pytest.mark.parametrize("jobs, to_group", [(1, True), (2, True), (1, False)])
-def test_ctrl_c_stops_at_once_kills_the_kernels_and_says_one_line(tmp_path, jobs, to_group):
+@pytest.mark.parametrize("jobs, to_group, executor", [(1, True, "local"), (2, True, "local"), (1, False, "local"),
+                                                     (2, True, "slurm"), (2, False, "slurm")])
+def test_ctrl_c_stops_at_once_kills_the_kernels_and_says_one_line(tmp_path, jobs, to_group, executor):
+    if executor == "slurm":
+        pytest.importorskip("submitit")
     grid = _grid(tmp_path, [{"method": "vera", "rank": r} for r in (4, 8)], base=LONG)
     out = tmp_path / "runs"
-    proc = subprocess.Popen(_sweep_cmd(grid, out, "--jobs", str(jobs)), stdout=subprocess.PIPE,
+    extra = ("--executor", "slurm", "--submitit-cluster", "local") if executor == "slurm" else ()
+    proc = subprocess.Popen(_sweep_cmd(grid, out, "--jobs", str(jobs), *extra), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
                             env={**os.environ, "VERALAB_QUIET": "1"})
     deadline = time.time() + 180

@@ -9,6 +9,7 @@ with its executed notebook and does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -212,6 +213,16 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
     return points
 
 
+def die_with_parent() -> None:
+    """Run in a kernel process before it starts: on Linux the kernel gets SIGKILL when the process that started it
+    dies, however it dies (a Slurm-local job's task killed by its controller, kill -9), so no kernel trains on as
+    an orphan. Elsewhere a no-op (ipykernel's own parent poller still applies)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
 def _kernel_manager_class(socket_dir: str, log):
     from jupyter_client import AsyncKernelManager
 
@@ -229,7 +240,8 @@ def _kernel_manager_class(socket_dir: str, log):
             self.made_clients = []
 
         async def start_kernel(self, **kwargs):
-            return await super().start_kernel(**{"stdout": log, "stderr": log, **kwargs})
+            return await super().start_kernel(**{"stdout": log, "stderr": log, "preexec_fn": die_with_parent,
+                                                 **kwargs})
 
         def client(self, **kwargs):
             made = super().client(**kwargs)
@@ -529,6 +541,23 @@ class SlurmOptions:
     cluster: str = "slurm"
 
 
+@contextlib.contextmanager
+def _stderr_into(path: Path):
+    """This process's stderr (file descriptor 2) into `path` for the block: the processes started inside inherit it.
+    submitit's local job controllers share the terminal's Ctrl-C and print their KeyboardInterrupt tracebacks; their
+    messages go to the log instead (the jobs' own output is in their submitit logs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "a") as log:
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _run_slurm(points, jobs, timeout, options: SlurmOptions, folder: Path, bar):
     """One Slurm array job per point through submitit, at most `jobs` running at once."""
     import submitit
@@ -538,7 +567,8 @@ def _run_slurm(points, jobs, timeout, options: SlurmOptions, folder: Path, bar):
                                gpus_per_node=options.gpus, name="veralab-sweep", slurm_array_parallelism=jobs,
                                **({"slurm_partition": options.partition} if options.partition else {}))
     env = {"OMP_NUM_THREADS": str(options.cpus)}
-    submitted = executor.map_array(execute_point, points, [timeout] * len(points), [env] * len(points))
+    with _stderr_into(folder / "submitit-local.log") if options.cluster == "local" else contextlib.nullcontext():
+        submitted = executor.map_array(execute_point, points, [timeout] * len(points), [env] * len(points))
     results = []
     try:
         for job in submitit.helpers.as_completed(submitted):
