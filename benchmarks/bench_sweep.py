@@ -81,7 +81,7 @@ def grid(args) -> dict:
     if args.set:
         spec["base"] = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.methods:
-        from veralab.studies.sweep import load_grid
+        from veralab.studies.grids import load_grid
 
         points = [p for p in load_grid(args.study, args.profile).get("points") or [] if p.get("method") in args.methods]
         if not points:

@@ -12,7 +12,7 @@ from veralab.core.config import ConfigError
 from veralab.experiment import RunConfig, run_experiment
 from veralab.experiment import precision as precision_module
 from veralab.experiment.precision import cpu_bf16_path, resolve_precision
-from veralab.studies.sweep import Point
+from veralab.studies.grids import Point
 
 HERE = cpu_bf16_path()
 needs_bf16 = pytest.mark.skipif(HERE == "none", reason="this CPU has no native bf16 matrix units")

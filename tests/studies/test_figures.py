@@ -9,9 +9,9 @@ import pytest
 
 from veralab.studies.collect import collect_records, flatten
 from veralab.studies.figures import ablation_rank, main_figure, make_all, rank_sweep_figure
+from veralab.studies.grids import sweep_points
 from veralab.studies.plotting import provenance
 from veralab.studies.profiles import PROFILES
-from veralab.studies.sweep import sweep_points
 from veralab.studies.tables import aggregate, cell, main_table, results_table
 
 ROOT = Path(__file__).resolve().parents[2]

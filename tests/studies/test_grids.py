@@ -12,7 +12,7 @@ import yaml
 
 import veralab.studies.profiles as profiles
 from veralab.core.config import ConfigError
-from veralab.studies.sweep import expand, load_grid
+from veralab.studies.grids import expand, load_grid
 
 
 def _grid_file(tmp_path, grid):

@@ -8,9 +8,9 @@ import pytest
 
 from veralab.core.config import ConfigError
 from veralab.experiment import RunConfig
+from veralab.studies.grids import NOTEBOOKS, STUDIES, expand, load_grid
 from veralab.studies.notebook import config_from
 from veralab.studies.profiles import PROFILES
-from veralab.studies.sweep import NOTEBOOKS, STUDIES, expand, load_grid
 
 NOT_COMPARED = {"output_dir"}  # the sweep gives each run its folder
 

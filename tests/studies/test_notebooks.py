@@ -6,7 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from veralab.studies.sweep import run_notebook
+from veralab.studies.kernels import run_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 RESULTS = Path(__file__).resolve().parents[2] / "results" / "default"

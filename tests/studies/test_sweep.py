@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from veralab.studies.sweep import STUDIES, Point, execute_point, run_sweep
+from veralab.studies.grids import STUDIES, Point
+from veralab.studies.kernels import execute_point
+from veralab.studies.sweep import run_sweep
 
 pytestmark = pytest.mark.slow  # real papermill kernels and training runs
 

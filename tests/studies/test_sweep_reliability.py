@@ -17,7 +17,9 @@ import psutil
 import pytest
 import yaml
 
-from veralab.studies.sweep import CLAIM, Point, SlurmOptions, execute_point, run_sweep
+from veralab.studies.grids import Point
+from veralab.studies.kernels import CLAIM, execute_point
+from veralab.studies.sweep import SlurmOptions, run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +150,7 @@ def _stdout(path):
 def test_a_sweep_worker_keeps_its_kernel_between_points_with_a_fresh_namespace(tmp_path, monkeypatch):
     """Kernel start and imports are paid once per worker; each notebook still starts from an empty namespace; a
     failing notebook takes its kernel down, and stopping the worker's kernel leaves no process or folder behind."""
-    from veralab.studies.sweep import WarmKernel, run_notebook
+    from veralab.studies.kernels import WarmKernel, run_notebook
 
     own_tmp = tmp_path / "tmp"
     own_tmp.mkdir()

@@ -88,7 +88,8 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import SlurmOptions, default_jobs, run_sweep, sweep_points
+    from .grids import sweep_points
+    from .sweep import SlurmOptions, default_jobs, run_sweep
 
     if args.dry_run:
         for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir):
@@ -163,9 +164,9 @@ def _results(args) -> int:
 
     from ..core.io import write_text_atomic
     from .collect import collect_records
+    from .grids import sweep_points
     from .profiles import GLUE_LORA_RANK, GLUE_RANK, PROFILES, SELECTION_HOLDOUT, SELECTION_SEEDS, reduction_text
     from .report import results_report
-    from .sweep import sweep_points
 
     glue = collect_records(args.runs)
     if glue.empty:
@@ -192,7 +193,8 @@ def _results(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..experiment import RunConfig
-    from .sweep import EXECUTORS, PROFILES, STUDIES
+    from .grids import PROFILES, STUDIES
+    from .sweep import EXECUTORS
 
     parser = argparse.ArgumentParser(prog="veralab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,0 +1,200 @@
+"""Grids: a profile's (or a YAML file's) tasks × seeds × points, expanded into the sweep's points, each a complete
+and validated RunConfig; two points that are the same run are refused, never merged."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..core.config import DEFAULT, METHODS, AdapterConfig, ConfigError
+from ..experiment.config import RunConfig
+from ..experiment.glue import GLUE_TASKS
+from ..experiment.precision import check_precision
+from ..experiment.record import read_record
+from .profiles import PROFILES
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+STUDIES = {"rank_sweep": "01_rank_sweep.ipynb", "init_ablation": "02_init_ablation.ipynb",
+           "vector_ablation": "03_vector_ablation.ipynb", "vit": "04_vit_image_classification.ipynb",
+           "main_table": "06_main_table.ipynb"}
+
+
+@dataclass
+class Point:
+    """One notebook execution. Its parameters are every RunConfig field (completed from RunConfig's defaults), so the
+    notebook's own parameter-cell values never decide a run that the grid describes."""
+
+    study: str
+    params: dict
+
+    def __post_init__(self) -> None:
+        config = RunConfig.from_dict(self.params)
+        # "auto" is resolved here, where the sweep starts: a worker that cannot see the GPU then fails loudly
+        # instead of training on the CPU under a GPU run's name, and every point of a sweep has one precision
+        device = config.resolved_device()
+        check_precision(config.precision, device)
+        self.params = {**config.to_dict(), "device": device, "precision": config.resolved_precision()}
+
+    @property
+    def run_dir(self) -> Path:
+        return RunConfig.from_dict(self.params).run_dir()
+
+    @property
+    def notebook_out(self) -> Path:
+        return self.run_dir / STUDIES[self.study]
+
+    def done(self) -> bool:
+        """An ok record, and no executed notebook cut short (a full disk while papermill saved it): such a point runs
+        again, which reuses the record and rewrites the notebook. Committed records come without their notebooks."""
+        record = read_record(self.run_dir)
+        return bool(record and record.get("status") == "ok") and (not self.notebook_out.exists()
+                                                                  or readable_notebook(self.notebook_out))
+
+
+def readable_notebook(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()).get("cells"), list)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+GRID_KEYS = ("tasks", "seeds", "base", "task_overrides", "points", "axes")
+# set by the grid's lists, --output-dir and --glue-dir, never by a point; run_name would give every point one name
+RESERVED = ("task", "run_seed", "projection_prng_key", "output_dir", "glue_dir", "run_name")
+
+
+def load_grid(study: str, profile: str = "default", grid_file: str | None = None) -> dict:
+    """The profile's grid for `study`, with a YAML file's keys (optionally under the study's name) over it."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    if study not in PROFILES[profile]:
+        raise ConfigError(f"profile {profile!r} has no study {study!r}; its studies: {', '.join(PROFILES[profile])}")
+    grid = copy.deepcopy(PROFILES[profile][study])
+    if grid_file:
+        try:
+            text = yaml.safe_load(Path(grid_file).read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{grid_file}{where} is not valid YAML: {getattr(err, 'problem', None) or err}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read grid file {grid_file}: {err}") from err
+        override = text.get(study, text) if isinstance(text, dict) else None
+        if not isinstance(override, dict):
+            raise ConfigError(f"{grid_file} must be a mapping (keys: {', '.join(GRID_KEYS)}), optionally under a "
+                              f"study name ({', '.join(STUDIES)})")
+        unknown = set(override) - set(GRID_KEYS) - set(STUDIES)
+        if unknown:
+            raise ConfigError(f"{grid_file}: unknown grid key(s) {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+        check_grid_shapes(override, f"{grid_file} (study {study})")
+        grid.update({k: v for k, v in override.items() if k not in STUDIES})
+        if "base" in override:
+            grid["base"] = {**PROFILES[profile][study].get("base", {}), **override["base"]}
+    return grid
+
+
+GRID_SHAPES = {"tasks": "a list of task names", "seeds": "a list of whole numbers", "base": "a mapping of settings",
+               "task_overrides": "a mapping from task to a mapping of settings (and of method to settings)",
+               "points": "a list of mappings of settings", "axes": "a mapping from setting to a list of values"}
+
+
+def yaml_numbers(params: dict) -> dict:
+    """Numbers as numbers: PyYAML reads 1e-3 (no dot) as the string '1e-3'; a float setting given such a string
+    gets its float, anything else is left for the config's own check to refuse."""
+    import typing
+
+    hints = {**typing.get_type_hints(AdapterConfig), **typing.get_type_hints(RunConfig)}
+    out = dict(params)
+    for name, value in params.items():
+        if isinstance(value, str) and float in (typing.get_args(hints.get(name)) or (hints.get(name),)):
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def check_grid_shapes(grid: dict, where: str) -> None:
+    """Each grid key holds what expand() reads, or one message naming the file, the key and what it should be."""
+    def fits(key, value):
+        if key in ("tasks", "seeds"):
+            kind = str if key == "tasks" else int
+            return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+        if key == "base":
+            return isinstance(value, dict)
+        if key == "task_overrides":
+            return isinstance(value, dict) and all(isinstance(v, dict) and all(
+                isinstance(s, dict) for m, s in v.items() if m in METHODS) for v in value.values())
+        if key == "points":
+            return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+        return isinstance(value, dict) and all(isinstance(v, list) for v in value.values())
+
+    for key, value in grid.items():
+        if key in GRID_SHAPES and not fits(key, value):
+            raise ConfigError(f"{where}: {key} must be {GRID_SHAPES[key]}; got {value!r}")
+
+
+def task_settings(override: dict, point: dict) -> dict:
+    """A task's `task_overrides` entry for one point: its plain settings, then those under the point's method name
+    (`{sst2: {head_lr: 3e-2, vera: {lr: 3e-2}, lora: {lr: 3e-3}}}`: rates chosen per task and method)."""
+    method = point.get("method", DEFAULT.method)
+    return {**{k: v for k, v in override.items() if k not in METHODS}, **override.get(method, {})}
+
+
+def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None) -> list[Point]:
+    """tasks × seeds × points (× axes), in a stable order; two that are the same run are refused, never merged.
+
+    A point's settings are, later ones winning: `base`, the task's entry in `task_overrides` (per-task epochs and
+    learning rates, as the paper's GLUE runs use; see task_settings), the point, its `axes` combination. `glue_dir`
+    (a local GLUE folder) goes to every GLUE task's points.
+    """
+    if study not in STUDIES:
+        raise ConfigError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
+    axes = grid.get("axes") or {}
+    combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
+    overrides = grid.get("task_overrides") or {}
+    stray = sorted(set(overrides) - set(grid["tasks"]))
+    if stray:
+        raise ConfigError(f"task_overrides names task(s) {stray} that are not in the grid's tasks {grid['tasks']}")
+    for where, settings, reserved in [("grid point", p, RESERVED) for p in grid.get("points") or []] + \
+                                     [(f"task_overrides[{t!r}]", {**o, **task_settings(o, {"method": m})}, RESERVED)
+                                      for t, o in overrides.items() for m in METHODS] + \
+                                     [("the grid's base", grid.get("base") or {}, ("run_name",))]:
+        clash = sorted(set(reserved) & set(settings))
+        if clash:
+            raise ConfigError(f"{where} {settings} sets {clash}: give tasks and seeds in the grid's `tasks` and "
+                              f"`seeds` lists, the output folder with --output-dir and a GLUE folder with --glue-dir; "
+                              f"a sweep names each run by its settings (no run_name)")
+    points, seen = [], {}
+    for task, seed, point, combo in itertools.product(grid["tasks"], grid["seeds"], grid.get("points") or [{}],
+                                                      combos):
+        params = {**grid.get("base", {}), **task_settings(overrides.get(task, {}), {**grid.get("base", {}), **point}),
+                  **point, **combo, "task": task,
+                  "run_seed": seed, "projection_prng_key": seed, "output_dir": str(Path(output_dir).resolve())}
+        if glue_dir and task in GLUE_TASKS:
+            params["glue_dir"] = str(Path(glue_dir).expanduser().resolve())
+        try:
+            p = Point(study, yaml_numbers(params))  # validated here, before anything runs
+        except ConfigError as err:
+            raise ConfigError(f"study {study!r}, task {task}, seed {seed}, point {point}: {err}") from err
+        where = f"task {task}, seed {seed}, point {point}" + (f", axes {combo}" if combo else "")
+        if p.run_dir in seen:
+            raise ConfigError(f"study {study!r}: {where} is the same run as {seen[p.run_dir]} ({p.run_dir.name}); "
+                              f"a grid lists each task, seed, point and axis value once")
+        seen[p.run_dir] = where
+        points.append(p)
+    return points
+
+def sweep_points(study: str, profile="default", grid_file=None, output_dir="runs", limit=None,
+                 glue_dir=None) -> list[Point]:
+    """Every point of `study` (or "all": every study of the profile), each once, in a stable order."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
+    studies = list(PROFILES[profile]) if study == "all" else [study]
+    points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir, glue_dir)]
+    return list({p.run_dir: p for p in points}.values())[:limit]
