@@ -254,3 +254,23 @@ def test_numbers_that_yaml_reads_as_strings_are_numbers(tmp_path):
     (tmp_path / "grid.yaml").write_text("seeds: [0]\npoints:\n  - {method: vera, rank: 4, lr: 3e-2, d_init: 1e-7}\n")
     [point] = expand("rank_sweep", load_grid("rank_sweep", "default", str(tmp_path / "grid.yaml")), tmp_path)
     assert point.params["lr"] == 3e-2 and point.params["d_init"] == 1e-7 and isinstance(point.params["d_init"], float)
+
+
+def test_committed_glue_records_are_ok_points_of_their_profiles(glue_dir, tmp_path):
+    """Every committed GLUE record is an ok point of the profile whose folder holds it: no record of another protocol
+    (v1's classifier-only head, float32, rates chosen on dev) is mixed in."""
+    from veralab.studies.collect import collect_records
+    from veralab.studies.grids import sweep_points
+
+    root = Path(__file__).resolve().parents[2] / "results" / "glue"
+    folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if not folders:
+        pytest.skip("no committed GLUE records")
+    for folder in folders:
+        assert folder.name in profiles.PROFILES, f"{folder} is no profile's folder"
+        frame = collect_records(folder)
+        expected = {p.run_dir.name for p in sweep_points("all", folder.name, output_dir=folder, glue_dir=glue_dir)}
+        assert set(frame["name"]) <= expected, sorted(set(frame["name"]) - expected)[:3]
+        assert set(frame["status"]) <= {"ok", "failed"}
+        failed = frame[frame["status"] == "failed"]
+        assert failed.empty or folder.name.startswith("glue_cpu_select"), failed["name"].tolist()  # a diverged rate
