@@ -234,3 +234,12 @@ def test_results_cli_writes_the_report_from_the_committed_records_and_names_its_
     text = out.read_text()
     assert "(glue: `results/glue/glue_cpu`; lower rate: `results/glue/glue_cpu_lower`; vit: `results/default`" in text
     assert text == (root / "RESULTS.md").read_text()  # the committed report is this function of the records
+
+
+def test_an_inconclusive_task_says_how_many_seeds_would_decide_it():
+    from veralab.studies.verdicts import what_would_decide
+
+    stat = paired_difference([1.5, -1.0, 2.0, -0.5, 0.0])
+    assert what_would_decide("close", stat) == f"about {seeds_needed(stat['sd'])} seeds at the spread seen"
+    n = int(what_would_decide("beats", stat).split()[1])
+    assert detectable_difference(stat["sd"], n) <= abs(stat["mean"]) < detectable_difference(stat["sd"], n - 1)

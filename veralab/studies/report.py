@@ -11,7 +11,17 @@ import pandas as pd
 from ..experiment.glue import GLUE_DIRS
 from .findings import FINDING_STUDIES, Finding, glue_findings, vit_findings
 from .selection import candidates, selection_section
-from .verdicts import MARGIN, NO_SKILL, NOT_ABOVE_HEAD, POWER, VERDICT_RULES, compare, finding_verdict, skill
+from .verdicts import (
+    MARGIN,
+    NO_SKILL,
+    NOT_ABOVE_HEAD,
+    POWER,
+    VERDICT_RULES,
+    compare,
+    finding_verdict,
+    skill,
+    what_would_decide,
+)
 
 MARKS = {NO_SKILL: " †", NOT_ABOVE_HEAD: " ‡"}
 MARK_NOTE = ("† no skill: median within one run's standard error of the no-skill level (accuracy: the majority class, "
@@ -60,6 +70,10 @@ def comparison_table(results: list[dict], outcome: str = "task verdict") -> list
         c, rows = result["comparison"], result["rows"]
         counted = [r["task"] for r in rows if not r["verdict"].startswith("not informative")]
         text = f"- {c.x_label} − {c.y_label} → **{result['verdict']}**: counted on {', '.join(counted) or 'no task'}"
+        open_tasks = [r for r in rows if r["verdict"] == "inconclusive"]
+        if open_tasks:
+            text += "; would be decided by " + ", ".join(f"{what_would_decide(c.claim, r)} on {r['task']}"
+                                                       for r in open_tasks)
         if result["missing"]:
             text += f"; runs or seeds still missing on {', '.join(result['missing'])}"
         lines.append(text + ".")

@@ -80,6 +80,19 @@ def seeds_needed(sd: float, margin: float = MARGIN, power: float = POWER, most: 
                  if (stats.t.ppf(0.975, n - 1) + stats.t.ppf(two_sided, n - 1)) * sd / np.sqrt(n) <= margin), most)
 
 
+def what_would_decide(claim: str, stat: dict, most: int = 100) -> str:
+    """For an inconclusive task: the pairs that would likely decide it at the spread seen (a "close" claim: the
+    interval inside ±MARGIN with a true difference of 0; "beats": a true difference as large as the mean seen)."""
+    sd, mean = stat.get("sd", float("nan")), abs(stat["mean"])
+    if not np.isfinite(sd):
+        return "more seeds (no spread to size them by)"
+    if claim == "close":
+        n = seeds_needed(sd, MARGIN, most=most)
+    else:
+        n = next((k for k in range(MIN_PAIRS, most + 1) if detectable_difference(sd, k) <= mean), most)
+    return f"about {n} seeds at the spread seen" + (" (or more)" if n >= most else "")
+
+
 def one_run_error(score: float, examples: float, metric: str = "accuracy") -> float:
     """The standard error of one run's score on `examples` scored examples: binomial for accuracy, (1 − r²)/√(n − 1)
     for a Pearson correlation r."""
