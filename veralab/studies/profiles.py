@@ -116,7 +116,7 @@ SELECTION_SEEDS = [0, 1]
 SELECTION_GRID = {"head": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "vera": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
                   "lora": (1e-3, 3e-3, 1e-2, 3e-2), "full": (3e-5, 1e-4, 3e-4, 1e-3)}
 GLUE_CPU_HEAD_LR = {"sst2": 3e-3, "stsb": 1e-2}  # chosen by glue_cpu_select_head
-GLUE_CPU_LR = {"sst2": {"vera": 3e-2, "lora": 3e-3, "full": 1e-4},  # chosen by glue_cpu_select
+GLUE_CPU_LR = {"sst2": {"vera": 1e-1, "lora": 1e-2, "full": 3e-4},  # chosen by glue_cpu_select
                "stsb": {"vera": 3e-2, "lora": 3e-3, "full": 1e-4}}
 
 # glue_cpu, the reduction that fits a 2-core CPU: a seeded 1,024-example subsample of each training set (the same
