@@ -230,7 +230,7 @@ if [ "$MODE" = gpu ]; then  # GLUE_ROOT/GLUE_RUNS: where the records go, and the
 else
     GLUE_ROOT=$WORK GLUE_RUNS=glue_campaign
     printf 'tasks: [sst2]\nseeds: [0]\npoints: [{method: head}]\nbase: {epochs: 1, max_train_samples: 32, %s}\n' \
-        'max_eval_samples: 32, max_validation_samples: 32' > "$WORK/glue_smoke.yaml"
+        'max_eval_samples: 32, max_validation_samples: 32, precision: auto' > "$WORK/glue_smoke.yaml"
     CAMPAIGN=(main_table --profile glue_cpu --grid "$WORK/glue_smoke.yaml" --jobs 1)
 fi
 if wants glue_campaign && [ -z "$(ls -A "${VERALAB_GLUE_DIR:-/nonexistent}" 2>/dev/null)" ]; then
