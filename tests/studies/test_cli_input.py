@@ -103,3 +103,16 @@ def test_a_bad_papermill_parameter_is_one_line_in_the_notebook_not_a_traceback(t
     assert error["traceback"] == ["ParameterError: a notebook parameter (its parameters cell, or papermill -p): lr "
                                   "must be a finite number; got '1e-3x'"]
     assert "TypeError" not in done.stderr
+
+
+def test_a_glue_sweep_offline_without_a_glue_folder_is_refused_before_any_point(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "veralab", "sweep", "main_table", "--profile", "glue_cpu",
+                           "--output-dir", str(tmp_path / "runs")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "GLUE task 'sst2' reads its data from glue_dir" in done.stderr and "set glue_dir (--glue-dir)" in done.stderr
+    assert not list((tmp_path / "runs").glob("*/*.ipynb"))

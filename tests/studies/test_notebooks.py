@@ -47,3 +47,16 @@ def test_figures_notebook_falls_back_to_the_committed_records_and_says_so(tmp_pa
     assert f"no records in {empty} yet: showing the committed results in {RESULTS}" in text
     images = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"] if "image/png" in o.get("data", {})]
     assert len(images) == 4
+
+
+def test_the_glue_notebook_offline_without_glue_dir_says_what_to_set_and_still_shows_the_study(tmp_path):
+    import papermill  # the notebook as a user runs it (Run All), its figure cell included
+
+    out = tmp_path / "06.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS / "06_main_table.ipynb"), str(out), cwd=str(NOTEBOOKS),
+                               parameters={"output_dir": str(tmp_path / "runs")}, progress_bar=False)
+    text = "".join(o.get("text", "") for c in nbformat.read(out, as_version=4)["cells"] if c["cell_type"] == "code"
+                   for o in c["outputs"])
+    assert "not run: GLUE task 'sst2' reads its data from glue_dir" in text and "set glue_dir (--glue-dir)" in text
+    assert "results/glue/glue_cpu" in text  # the table cell ran, from the committed records
+    assert not list((tmp_path / "runs").glob("*/record.json"))

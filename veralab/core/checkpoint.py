@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save, save_file
 from torch import nn
 
-from .config import AdapterConfig, ConfigError
+from .config import AdapterConfig, ConfigError, OneLineError
 from .inject import adapted_layers, add_adapters
 from .io import atomic_path, write_text_atomic
 from .layers import Projection, VeraDelta
@@ -28,11 +28,11 @@ from .layers import Projection, VeraDelta
 WEIGHTS, CONFIG = "adapter.safetensors", "adapter_config.json"
 
 
-class AdapterMismatchError(ValueError):
+class AdapterMismatchError(OneLineError, ValueError):
     """An adapter does not fit the model it is loaded onto."""
 
 
-class AdapterFileError(ValueError):
+class AdapterFileError(OneLineError, ValueError):
     """An adapter file that is damaged or incomplete, named with what is wrong."""
 
 

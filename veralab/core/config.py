@@ -26,7 +26,15 @@ DEFAULT_TARGETS = {
 }
 
 
-class ConfigError(ValueError):
+class OneLineError(Exception):
+    """An error in what the user gave (a setting, a file, the data) whose message says all there is to say: Jupyter
+    and papermill show it as that one line (IPython renders `_render_traceback_` instead of veralab's frames)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ConfigError(OneLineError, ValueError):
     """A bad setting, named with what is allowed."""
 
 
@@ -127,4 +135,4 @@ ABLATION_FIELDS = ("d_init", "projection_init", "train_d", "train_b", "shared") 
 
 
 __all__ = ["ABLATION_FIELDS", "DEFAULT", "DEFAULT_TARGETS", "HEAD_SCOPES", "METHODS", "PROJECTION_INITS",
-           "AdapterConfig", "ConfigError"]
+           "AdapterConfig", "ConfigError", "OneLineError"]

@@ -9,8 +9,11 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..core.config import OneLineError
 
 GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B"}
 
@@ -37,7 +40,7 @@ HUB_COLUMNS = {"sst2": ("sentence", None), "mrpc": ("sentence1", "sentence2"), "
                "qnli": ("question", "sentence"), "rte": ("sentence1", "sentence2"), "stsb": ("sentence1", "sentence2")}
 
 
-class GlueDataError(ValueError):
+class GlueDataError(OneLineError, ValueError):
     """A GLUE folder or file that does not hold what the task needs."""
 
 
@@ -138,6 +141,17 @@ def _fingerprint(files: tuple) -> str:  # keyed by path, size and mtime: a sweep
     for path, _, _ in files:
         digest.update(Path(path).read_bytes())
     return "sha256:" + digest.hexdigest()[:16]
+
+
+def check_glue_source(task: str, glue_dir) -> None:
+    """Before any download: a GLUE task without a local folder needs the Hugging Face hub, which HF_HUB_OFFLINE=1
+    (or HF_DATASETS_OFFLINE=1) turns off; say what to set instead of failing deep inside `datasets`."""
+    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v) == "1"]
+    if task in GLUE_TASKS and not glue_dir and offline:
+        raise GlueDataError(f"GLUE task {task!r} reads its data from glue_dir (a local GLUE folder holding "
+                            f"{GLUE_DIRS[task]}/train.tsv and dev.tsv, as the GLUE download has them) or downloads "
+                            f"it from the Hugging Face hub (nyu-mll/glue), which {' and '.join(offline)}=1 turns off "
+                            f"here: set glue_dir (--glue-dir), or unset {offline[0]}")
 
 
 def load_glue_hub(task: str, split: str):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..core.config import OneLineError
 from .resources import minilm_dir, tiny_vit_checkpoint
 
 EMBEDDED_TEXT = "minilm"
@@ -19,7 +20,7 @@ EMBEDDED_VISION = "tiny_vit"
 TINY_VIT_ARCH = dict(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=4, num_heads=3, mlp_ratio=4.0)
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(OneLineError, ValueError):
     """A model name or folder that cannot be loaded, with what would work instead."""
 
 

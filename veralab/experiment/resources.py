@@ -8,11 +8,13 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from ..core.config import OneLineError
+
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 FASHION_MNIST_DIRS = (Path("/usr/share/datasets/fashion-mnist"), Path("/usr/share/datasets/fashion_mnist"))
 
 
-class MissingResourceError(FileNotFoundError):
+class MissingResourceError(OneLineError, FileNotFoundError):
     """An offline file is not installed; the message says which command installs it."""
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..core.checkpoint import count_parameters, save_adapter
-from ..core.config import ConfigError
+from ..core.config import ConfigError, OneLineError
 from ..core.inject import add_adapters
 from ..core.io import check_free_space, check_writable, exclusive, write_json_atomic
 from .config import RunConfig
@@ -28,7 +28,7 @@ from .tasks import TaskError, hold_out, image_tensors, load_image_task, load_tex
 from .train import TrainingDiverged, fit, parameter_groups, seed_everything
 
 
-class RunFailed(RuntimeError):
+class RunFailed(OneLineError, RuntimeError):
     """The run stopped (NaN loss, out of memory); its record, with status "failed", says why."""
 
 

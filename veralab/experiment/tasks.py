@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from datasets import Array3D, Dataset, Features, Value
 
-from .glue import GLUE_TASKS, glue_fingerprint, load_glue_hub, read_glue_split
+from ..core.config import OneLineError
+from .glue import GLUE_TASKS, check_glue_source, glue_fingerprint, load_glue_hub, read_glue_split
 from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, TEST_SPLITS, few_shot_indices, load_image_split
 from .resources import rotten_tomatoes_file
 
@@ -29,7 +30,7 @@ SPLIT_SEED = 0  # the embedded tasks' held-out splits never change with the run 
 CACHE_DIR = Path(os.environ.get("VERALAB_CACHE", Path.home() / ".cache" / "veralab"))
 
 
-class TaskError(ValueError):
+class TaskError(OneLineError, ValueError):
     """An unknown task or data that does not fit it."""
 
 
@@ -80,6 +81,7 @@ def load_text_task(task: str, glue_dir: str | None = None) -> TextData:
         source = f"GLUE {task} TSVs from {glue_dir} (train / dev)"
         notes["files_sha256"] = glue_fingerprint(glue_dir, task)
     else:
+        check_glue_source(task, glue_dir)
         splits = {"train": load_glue_hub(task, "train"), "validation": load_glue_hub(task, "dev")}
         source = f"GLUE {task} from the Hugging Face hub (nyu-mll/glue; train / validation)"
     num_labels = 1 if spec.labels is None else len(spec.labels)

@@ -42,11 +42,25 @@ def config_from(namespace: dict) -> RunConfig:
 
 
 class ParameterError(ConfigError):
-    """A bad notebook parameter, shown as its one-line message (IPython renders `_render_traceback_` instead of the
-    frames of veralab's validation, which say nothing more)."""
+    """A bad notebook parameter (shown in the notebook as its one line, as every ConfigError)."""
 
-    def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
+
+def run_point(namespace: dict) -> dict | None:
+    """Train the notebook's point (its parameters: config_from) and print its summary. Where its data cannot be had
+    here (a GLUE task offline without glue_dir) it says what to set and returns None instead of failing, so the
+    cells after it still draw the committed study."""
+    from ..experiment import run_experiment
+    from ..experiment.glue import GlueDataError, check_glue_source
+
+    config = config_from(namespace)
+    try:
+        check_glue_source(config.task, config.glue_dir)
+    except GlueDataError as err:
+        print(f"not run: {err}")
+        return None
+    record = run_experiment(config)
+    summarize(record)
+    return record
 
 
 def load_records(runs, committed=COMMITTED_RESULTS) -> pd.DataFrame:

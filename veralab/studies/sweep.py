@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..core.config import ConfigError
 from ..core.io import check_writable
+from ..experiment.glue import check_glue_source
 from ..experiment.train import progress
 from .grids import sweep_points
 from .kernels import execute_point
@@ -233,6 +234,8 @@ def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor
     todo = [p for p in points if not p.done()]
     if todo:  # refused up front, not point by point
         check_writable(output_dir, "the sweep's output folder", "an --output-dir")
+        for task in sorted({p.params["task"] for p in todo if not p.params.get("glue_dir")}):
+            check_glue_source(task, None)
     skipped = len(points) - len(todo)
     bar = progress(total=len(points), initial=skipped, desc=f"sweep {study} ({profile})", unit="run")
     previous = {}
