@@ -69,7 +69,7 @@ def test_paper_profile_uses_the_per_task_settings_of_the_replication():
 
 def test_every_paper_setting_names_its_source():
     source = Path(profiles.__file__).read_text()
-    block = source[source.index("# ---- paper:"):source.index("def _points")]
+    block = source[source.index("# ---- paper:"):source.index("def _rank_points")]
     settings = [line for line in block.splitlines()
                 if re.match(r'\s+"\w+": ', line) or re.match(r"PAPER_\w+ = [^{]", line)]
     assert settings
@@ -274,3 +274,17 @@ def test_committed_glue_records_are_ok_points_of_their_profiles(glue_dir, tmp_pa
         assert set(frame["status"]) <= {"ok", "failed"}
         failed = frame[frame["status"] == "failed"]
         assert failed.empty or folder.name.startswith("glue_cpu_select"), failed["name"].tolist()  # a diverged rate
+
+
+def test_points_from_a_grid_file_keep_the_studys_rates_unless_they_set_their_own(tmp_path):
+    grid = _grid_file(tmp_path, {"points": [{"method": "vera", "rank": 8}, {"method": "lora", "rank": 2},
+                                            {"method": "vera", "rank": 16, "lr": 0.5}, {"method": "head"}]})
+    got = [(p.params["method"], p.params["lr"]) for p in expand("rank_sweep", load_grid("rank_sweep", "default", grid),
+                                                               tmp_path) if p.params["run_seed"] == 0]
+    assert got == [("vera", profiles.TEXT_LR["vera"]), ("lora", profiles.TEXT_LR["lora"]), ("vera", 0.5),
+                   ("head", None)]
+    rates = _grid_file(tmp_path, {"base": {"vera": {"lr": 0.25}}, "points": [{"method": "vera", "rank": 8}]})
+    assert {p.params["lr"] for p in expand("rank_sweep", load_grid("rank_sweep", "default", rates), tmp_path)} == {0.25}
+    bad = _grid_file(tmp_path, {"base": {"vera": 0.25}})
+    with pytest.raises(ConfigError, match=r"base must be a mapping of settings \(and of method to settings\)"):
+        load_grid("rank_sweep", "default", bad)

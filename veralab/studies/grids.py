@@ -98,7 +98,8 @@ def load_grid(study: str, profile: str = "default", grid_file: str | None = None
     return grid
 
 
-GRID_SHAPES = {"tasks": "a list of task names", "seeds": "a list of whole numbers", "base": "a mapping of settings",
+GRID_SHAPES = {"tasks": "a list of task names", "seeds": "a list of whole numbers",
+               "base": "a mapping of settings (and of method to settings)",
                "task_overrides": "a mapping from task to a mapping of settings (and of method to settings)",
                "points": "a list of mappings of settings", "axes": "a mapping from setting to a list of values"}
 
@@ -126,7 +127,7 @@ def check_grid_shapes(grid: dict, where: str) -> None:
             kind = str if key == "tasks" else int
             return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
         if key == "base":
-            return isinstance(value, dict)
+            return isinstance(value, dict) and all(isinstance(s, dict) for m, s in value.items() if m in METHODS)
         if key == "task_overrides":
             return isinstance(value, dict) and all(isinstance(v, dict) and all(
                 isinstance(s, dict) for m, s in v.items() if m in METHODS) for v in value.values())
@@ -139,19 +140,19 @@ def check_grid_shapes(grid: dict, where: str) -> None:
             raise ConfigError(f"{where}: {key} must be {GRID_SHAPES[key]}; got {value!r}")
 
 
-def task_settings(override: dict, point: dict) -> dict:
-    """A task's `task_overrides` entry for one point: its plain settings, then those under the point's method name
-    (`{sst2: {head_lr: 3e-2, vera: {lr: 3e-2}, lora: {lr: 3e-3}}}`: rates chosen per task and method)."""
-    method = point.get("method", DEFAULT.method)
-    return {**{k: v for k, v in override.items() if k not in METHODS}, **override.get(method, {})}
+def method_settings(settings: dict, method: str) -> dict:
+    """A grid's `base` or `task_overrides` entry for a point of `method`: its plain settings, then those under the
+    method's name (`{head_lr: 3e-3, vera: {lr: 1e-1}, lora: {lr: 1e-2}}`: a rate per method, which a point keeps
+    unless it sets its own)."""
+    return {**{k: v for k, v in settings.items() if k not in METHODS}, **settings.get(method, {})}
 
 
 def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None) -> list[Point]:
     """tasks × seeds × points (× axes), in a stable order; two that are the same run are refused, never merged.
 
     A point's settings are, later ones winning: `base`, the task's entry in `task_overrides` (per-task epochs and
-    learning rates, as the paper's GLUE runs use; see task_settings), the point, its `axes` combination. `glue_dir`
-    (a local GLUE folder) goes to every GLUE task's points.
+    learning rates, as the paper's GLUE runs use), each with its entry under the point's method (method_settings),
+    then the point, its `axes` combination. `glue_dir` (a local GLUE folder) goes to every GLUE task's points.
     """
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
@@ -161,10 +162,11 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
     stray = sorted(set(overrides) - set(grid["tasks"]))
     if stray:
         raise ConfigError(f"task_overrides names task(s) {stray} that are not in the grid's tasks {grid['tasks']}")
+    base = grid.get("base") or {}
     for where, settings, reserved in [("grid point", p, RESERVED) for p in grid.get("points") or []] + \
-                                     [(f"task_overrides[{t!r}]", {**o, **task_settings(o, {"method": m})}, RESERVED)
+                                     [(f"task_overrides[{t!r}]", method_settings(o, m), RESERVED)
                                       for t, o in overrides.items() for m in METHODS] + \
-                                     [("the grid's base", grid.get("base") or {}, ("run_name",))]:
+                                     [("the grid's base", method_settings(base, m), ("run_name",)) for m in METHODS]:
         clash = sorted(set(reserved) & set(settings))
         if clash:
             raise ConfigError(f"{where} {settings} sets {clash}: give tasks and seeds in the grid's `tasks` and "
@@ -173,8 +175,9 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
     points, seen = [], {}
     for task, seed, point, combo in itertools.product(grid["tasks"], grid["seeds"], grid.get("points") or [{}],
                                                       combos):
-        params = {**grid.get("base", {}), **task_settings(overrides.get(task, {}), {**grid.get("base", {}), **point}),
-                  **point, **combo, "task": task,
+        method = {**base, **point}.get("method", DEFAULT.method)
+        params = {**method_settings(base, method), **method_settings(overrides.get(task, {}), method), **point,
+                  **combo, "task": task,
                   "run_seed": seed, "projection_prng_key": seed, "output_dir": str(Path(output_dir).resolve())}
         if glue_dir and task in GLUE_TASKS:
             params["glue_dir"] = str(Path(glue_dir).expanduser().resolve())

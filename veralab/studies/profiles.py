@@ -17,6 +17,13 @@ seed sets both run_seed and the projection PRNG key.
 
 from __future__ import annotations
 
+
+def method_rates(lrs: dict) -> dict:
+    """A grid's per-method learning rates, for its `base` (or a task's override): a point keeps its study's rate for
+    its method unless it sets its own (None: the method's default)."""
+    return {method: {"lr": lr} for method, lr in lrs.items() if lr is not None}
+
+
 ABLATION_RANK = 256  # default profile: VeRA rank of the ablation studies (our choice)
 PAPER_RANK = 1024  # paper: RoBERTa-base VeRA rank (paper, Table 2)
 
@@ -34,8 +41,9 @@ IMAGE_LR = {"vera": 2e-2, "lora": 5e-3, "head": None, "full": 5e-4}
 DEFAULT_PRECISION = "fp32"
 DEFAULT_TEXT = {"epochs": 3, "max_train_samples": 768, "max_eval_samples": 512, "max_validation_samples": 256,
                 "max_length": 64, "batch_size": 32, "group_by_length": True, "head_lr": 1e-2,
-                "precision": DEFAULT_PRECISION}
-DEFAULT_IMAGE = {"epochs": 15, "shots_per_class": 50, "batch_size": 32, "head_lr": 1e-2, "precision": DEFAULT_PRECISION}
+                "precision": DEFAULT_PRECISION, **method_rates(TEXT_LR)}
+DEFAULT_IMAGE = {"epochs": 15, "shots_per_class": 50, "batch_size": 32, "head_lr": 1e-2, "precision": DEFAULT_PRECISION,
+                 **method_rates(IMAGE_LR)}
 DEFAULT_SEEDS = [0, 1, 2]
 
 # ---- paper: RoBERTa-base on GLUE -------------------------------------------------------------------------------
@@ -49,47 +57,42 @@ PAPER_TEXT = {
 }
 # Per task: epochs, VeRA lr, head lr (public replication of the paper's RoBERTa-base runs).
 PAPER_GLUE_OVERRIDES = {
-    "sst2": {"epochs": 60, "lr": 4e-3, "head_lr": 4e-3},
-    "mrpc": {"epochs": 30, "lr": 1e-2, "head_lr": 4e-3},
-    "cola": {"epochs": 80, "lr": 1e-2, "head_lr": 1e-2},
-    "qnli": {"epochs": 25, "lr": 1e-2, "head_lr": 4e-3},
-    "rte": {"epochs": 160, "lr": 4e-3, "head_lr": 1e-2},
-    "stsb": {"epochs": 80, "lr": 1e-2, "head_lr": 1e-2},
+    "sst2": {"epochs": 60, "head_lr": 4e-3, "vera": {"lr": 4e-3}},
+    "mrpc": {"epochs": 30, "head_lr": 4e-3, "vera": {"lr": 1e-2}},
+    "cola": {"epochs": 80, "head_lr": 1e-2, "vera": {"lr": 1e-2}},
+    "qnli": {"epochs": 25, "head_lr": 4e-3, "vera": {"lr": 1e-2}},
+    "rte": {"epochs": 160, "head_lr": 1e-2, "vera": {"lr": 4e-3}},
+    "stsb": {"epochs": 80, "head_lr": 1e-2, "vera": {"lr": 1e-2}},
 }
 PAPER_LORA_LR = 4e-4  # LoRA paper, RoBERTa-base (4e-4 on MRPC, CoLA, QNLI, STS-B; 5e-4 on SST-2, RTE)
 PAPER_FULL_LR = 2e-5  # our choice: a common RoBERTa-base fine-tuning rate
 
 
-def _points(points, lrs=None):
-    """Give each point its method's learning rate (None: keep what base / task_overrides set)."""
-    return [{**p, "lr": lrs[p["method"]]} if lrs and lrs.get(p["method"]) is not None else p for p in points]
+def _rank_points(vera_ranks, lora_ranks):
+    return ([{"method": "head"}] + [{"method": "vera", "rank": r} for r in vera_ranks]
+            + [{"method": "lora", "rank": r} for r in lora_ranks])
 
 
-def _rank_points(vera_ranks, lora_ranks, lrs=None):
-    return _points([{"method": "head"}] + [{"method": "vera", "rank": r} for r in vera_ranks]
-                   + [{"method": "lora", "rank": r} for r in lora_ranks], lrs)
+def _init_points(rank, d_inits):
+    return ([{"method": "vera", "rank": rank, "d_init": d} for d in d_inits]
+            + [{"method": "vera", "rank": rank, "projection_init": init} for init in ("kaiming_normal", "uniform")])
 
 
-def _init_points(rank, d_inits, lrs=None):
-    return _points([{"method": "vera", "rank": rank, "d_init": d} for d in d_inits]
-                   + [{"method": "vera", "rank": rank, "projection_init": init}
-                      for init in ("kaiming_normal", "uniform")], lrs)
+def _vector_points(rank):
+    return [{"method": "vera", "rank": rank},
+            {"method": "vera", "rank": rank, "train_b": False, "d_init": 0.0},
+            {"method": "vera", "rank": rank, "train_d": False},
+            {"method": "vera", "rank": rank, "shared": False}]
 
 
-def _vector_points(rank, lrs=None):
-    return _points([{"method": "vera", "rank": rank},
-                    {"method": "vera", "rank": rank, "train_b": False, "d_init": 0.0},
-                    {"method": "vera", "rank": rank, "train_d": False},
-                    {"method": "vera", "rank": rank, "shared": False}], lrs)
-
-
-def _vit_points(rank, lora_rank, lrs=None):
-    return _points([{"method": "head"}, {"method": "full"}, {"method": "lora", "rank": lora_rank},
-                    {"method": "vera", "rank": rank}], lrs)
+def _vit_points(rank, lora_rank):
+    return [{"method": "head"}, {"method": "full"}, {"method": "lora", "rank": lora_rank},
+            {"method": "vera", "rank": rank}]
 
 
 def _paper_glue(points):
-    return {"tasks": PAPER_GLUE_TASKS, "seeds": PAPER_SEEDS, "base": PAPER_TEXT,
+    return {"tasks": PAPER_GLUE_TASKS, "seeds": PAPER_SEEDS,
+            "base": {**PAPER_TEXT, **method_rates({"lora": PAPER_LORA_LR})},
             "task_overrides": {t: PAPER_GLUE_OVERRIDES[t] for t in PAPER_GLUE_TASKS}, "points": points}
 
 
@@ -227,18 +230,17 @@ def _pair_check() -> dict:
 PROFILES = {
     "default": {
         "rank_sweep": {"tasks": ["rotten_tomatoes"], "seeds": DEFAULT_SEEDS, "base": DEFAULT_TEXT,
-                       "points": _rank_points((4, 16, 64, 256), (1, 4, 16), TEXT_LR)},
+                       "points": _rank_points((4, 16, 64, 256), (1, 4, 16))},
         "init_ablation": {"tasks": ["rotten_tomatoes"], "seeds": DEFAULT_SEEDS, "base": DEFAULT_TEXT,
-                          "points": _init_points(ABLATION_RANK, (1e-7, 1e-1, 1.0), TEXT_LR)},
+                          "points": _init_points(ABLATION_RANK, (1e-7, 1e-1, 1.0))},
         "vector_ablation": {"tasks": ["rotten_tomatoes"], "seeds": DEFAULT_SEEDS, "base": DEFAULT_TEXT,
-                            "points": _vector_points(ABLATION_RANK, TEXT_LR)},
+                            "points": _vector_points(ABLATION_RANK)},
         "vit": {"tasks": ["mnist_5k", "digits"], "seeds": DEFAULT_SEEDS, "base": DEFAULT_IMAGE,
-                "points": _vit_points(64, 4, IMAGE_LR)},
+                "points": _vit_points(64, 4)},
     },
     "paper": {
         # VeRA ranks 1..1024 (paper's rank figure; our choice of grid points), LoRA ranks 1..64 (our choice)
-        "rank_sweep": _paper_glue(_rank_points((1, 4, 16, 64, 256, PAPER_RANK), (1, 2, 4, 8, 16, 32, 64),
-                                               {"lora": PAPER_LORA_LR})),
+        "rank_sweep": _paper_glue(_rank_points((1, 4, 16, 64, 256, PAPER_RANK), (1, 2, 4, 8, 16, 32, 64))),
         # d_init {1e-7, 1e-1, 1.0} and A/B init {Kaiming uniform, Kaiming normal, uniform} at r=1024 (paper)
         "init_ablation": _paper_glue(_init_points(PAPER_RANK, (1e-7, 1e-1, 1.0))),
         # both vectors, d only, b only, independent A/B per layer, at r=1024 (paper)
