@@ -116,3 +116,23 @@ def test_a_glue_sweep_offline_without_a_glue_folder_is_refused_before_any_point(
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "GLUE task 'sst2' reads its data from glue_dir" in done.stderr and "set glue_dir (--glue-dir)" in done.stderr
     assert not list((tmp_path / "runs").glob("*/*.ipynb"))
+
+
+def test_set_overrides_every_point_and_refuses_what_it_cannot_set(tmp_path):
+    import subprocess
+    import sys
+
+    def sweep(*sets):
+        return subprocess.run([sys.executable, "-m", "veralab", "sweep", "vit", "--dry-run", "--output-dir",
+                               str(tmp_path), *[a for s in sets for a in ("--set", s)]],
+                              capture_output=True, text=True, timeout=120)
+
+    done = sweep("epochs=1", "lr=1e-3", "train_b=false", "d_init=0")
+    points = [json.loads(line) for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and len(points) == 24
+    assert all(p["epochs"] == 1 and p["lr"] == 1e-3 and p["train_b"] is False for p in points)
+    for bad, message in (("epoch=1", "unknown setting(s) 'epoch' (did you mean 'epochs'?)"),
+                         ("run_seed=3", "--set cannot set ['run_seed']"), ("epochs", "expected KEY=VALUE"),
+                         ("lr=fast", "lr must be a finite number; got 'fast'")):
+        refused = sweep(bad)
+        assert refused.returncode == 2 and message in refused.stderr and "Traceback" not in refused.stderr, bad

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import signal
 import sys
@@ -88,11 +89,12 @@ def _run(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .grids import sweep_points
+    from .grids import parse_sets, sweep_points
     from .sweep import SlurmOptions, default_jobs, run_sweep
 
     if args.dry_run:
-        for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir):
+        for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir,
+                                  parse_sets(args.set)):
             print(json.dumps({"study": point.study, "run": point.run_dir.name, **point.params}))
         return 0
 
@@ -101,7 +103,8 @@ def _sweep(args) -> int:
     jobs = args.jobs or (default_jobs() if args.executor == "local" else 1)
     summary = run_sweep(args.study, grid_file=args.grid, profile=args.profile, jobs=jobs,
                         executor=args.executor, output_dir=args.output_dir, ray_address=args.ray_address,
-                        limit=args.limit, timeout=args.timeout, slurm=slurm, glue_dir=args.glue_dir)
+                        limit=args.limit, timeout=args.timeout, slurm=slurm, glue_dir=args.glue_dir,
+                        sets=parse_sets(args.set))
     return 1 if summary["failed"] else 0
 
 
@@ -191,6 +194,23 @@ def _results(args) -> int:
     return 0
 
 
+GRID_FORMAT = """\
+grid file (--grid, YAML; its keys replace the profile's, optionally under a study's name):
+  tasks: [sst2, stsb]                 # task names
+  seeds: [0, 1, 2]                    # each sets run_seed and projection_prng_key
+  base: {epochs: 3, head_lr: 1e-2,    # settings of every point (RunConfig / AdapterConfig fields) ...
+         vera: {lr: 3e-2}}            # ... and per method: a point keeps its method's rate unless it sets one
+  task_overrides:                     # per task, the same shape as base
+    stsb: {head_lr: 1e-2, vera: {lr: 1e-2}}
+  points:                             # one run per point, per task and seed
+    - {method: vera, rank: 256}
+    - {method: lora, rank: 8}
+  axes: {d_init: [1e-7, 0.1]}         # optional: every point once per combination
+A point's settings: base, the task's override, the point, its axes, then --set. Numbers such as 1e-3 are read as
+numbers; a wrong name or value is refused naming the file, study, task, seed and point. --dry-run prints every
+point as JSON."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..experiment import RunConfig
     from .grids import PROFILES, STUDIES
@@ -204,9 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(run, RunConfig)
     run.set_defaults(func=_run)
 
-    sweep = sub.add_parser("sweep", help="execute a study's notebook once per grid point with papermill")
+    sweep = sub.add_parser("sweep", help="execute a study's notebook once per grid point with papermill",
+                           epilog=GRID_FORMAT, formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("study", choices=(*STUDIES, "all"))
-    sweep.add_argument("--grid", help="YAML file overriding the profile's grid")
+    sweep.add_argument("--grid", help="YAML file overriding the profile's grid (its format: below)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting at every point, e.g. --set epochs=1 --set max_train_samples=64 "
+                       "(VALUE read as YAML: 1e-3 is a number); repeatable")
     sweep.add_argument("--profile", default="default", choices=tuple(PROFILES))
     sweep.add_argument("--jobs", type=_positive_int, default=None, help="parallel workers; with n GPUs worker k uses "
                        "GPU k mod n (jobs above n share GPUs). Default, local: one per GPU, or without one a "
@@ -288,6 +312,9 @@ def main(argv=None) -> int:
         return 2
     except KeyboardInterrupt:  # what was interrupted has said so in one line; no traceback
         return 130
+    except BrokenPipeError:  # the reader of our output went away (| head): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ and validated RunConfig; two points that are the same run are refused, never mer
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import json
 from dataclasses import dataclass
@@ -147,12 +148,14 @@ def method_settings(settings: dict, method: str) -> dict:
     return {**{k: v for k, v in settings.items() if k not in METHODS}, **settings.get(method, {})}
 
 
-def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None) -> list[Point]:
+def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None, sets: dict | None = None
+           ) -> list[Point]:
     """tasks × seeds × points (× axes), in a stable order; two that are the same run are refused, never merged.
 
     A point's settings are, later ones winning: `base`, the task's entry in `task_overrides` (per-task epochs and
     learning rates, as the paper's GLUE runs use), each with its entry under the point's method (method_settings),
-    then the point, its `axes` combination. `glue_dir` (a local GLUE folder) goes to every GLUE task's points.
+    then the point, its `axes` combination, then `sets` (--set on the command line). `glue_dir` (a local GLUE folder)
+    goes to every GLUE task's points.
     """
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
@@ -177,7 +180,7 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
                                                       combos):
         method = {**base, **point}.get("method", DEFAULT.method)
         params = {**method_settings(base, method), **method_settings(overrides.get(task, {}), method), **point,
-                  **combo, "task": task,
+                  **combo, **(sets or {}), "task": task,
                   "run_seed": seed, "projection_prng_key": seed, "output_dir": str(Path(output_dir).resolve())}
         if glue_dir and task in GLUE_TASKS:
             params["glue_dir"] = str(Path(glue_dir).expanduser().resolve())
@@ -194,10 +197,36 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None)
     return points
 
 def sweep_points(study: str, profile="default", grid_file=None, output_dir="runs", limit=None,
-                 glue_dir=None) -> list[Point]:
-    """Every point of `study` (or "all": every study of the profile), each once, in a stable order."""
+                 glue_dir=None, sets: dict | None = None) -> list[Point]:
+    """Every point of `study` (or "all": every study of the profile), each once, in a stable order; `sets` (the
+    command line's --set) override every point's settings."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
     studies = list(PROFILES[profile]) if study == "all" else [study]
-    points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir, glue_dir)]
+    points = [p for s in studies for p in expand(s, load_grid(s, profile, grid_file), output_dir, glue_dir, sets)]
     return list({p.run_dir: p for p in points}.values())[:limit]
+
+
+def parse_sets(pairs: list[str]) -> dict:
+    """--set KEY=VALUE pairs as settings: VALUE read as YAML (1e-3 a number, true a bool, null None, [1, 2] a list),
+    KEY a RunConfig or AdapterConfig field (a misspelt one is refused with the closest name) that a grid may set."""
+    sets = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. --set epochs=1")
+        try:
+            sets[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {pair!r}: the value is not readable ({err})") from err
+    reserved = sorted(set(RESERVED) & set(sets))
+    if reserved:
+        raise ConfigError(f"--set cannot set {reserved}: tasks and seeds come from the grid, the folder from "
+                          f"--output-dir, a GLUE folder from --glue-dir")
+    unknown = sorted(set(sets) - set(RunConfig.field_names()))
+    if unknown:
+        names = RunConfig.field_names()
+        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, names, 1)) else "")
+                 for u in unknown]
+        raise ConfigError(f"--set: unknown setting(s) {', '.join(hints)}; see veralab run --help")
+    return yaml_numbers(sets)

@@ -223,14 +223,14 @@ def _run_slurm(points, jobs, timeout, options: SlurmOptions, folder: Path, bar):
 
 def run_sweep(study: str, *, grid_file=None, profile="default", jobs=1, executor="local", output_dir="runs",
               ray_address=None, limit=None, timeout=None, slurm: SlurmOptions | None = None,
-              glue_dir=None) -> dict:
+              glue_dir=None, sets: dict | None = None) -> dict:
     """Run `study` (or "all") and return {"points", "skipped", "done", "busy", "failed": [results]}; prints a
     summary. Ctrl-C stops at once: the kernels are killed, unfinished points stay unfinished (re-run to resume)."""
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; allowed: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise ConfigError(f"jobs must be >= 1, got {jobs}")
-    points = sweep_points(study, profile, grid_file, output_dir, limit, glue_dir)
+    points = sweep_points(study, profile, grid_file, output_dir, limit, glue_dir, sets)
     todo = [p for p in points if not p.done()]
     if todo:  # refused up front, not point by point
         check_writable(output_dir, "the sweep's output folder", "an --output-dir")
