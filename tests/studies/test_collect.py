@@ -102,3 +102,13 @@ def test_collect_and_the_tables_say_how_many_records_were_unreadable(runs, tmp_p
     with pytest.warns(UserWarning):
         make_all(runs, tmp_path / "figures")
     assert f"1 unreadable record(s) left out ({bad})" in (tmp_path / "figures" / "results.md").read_text()
+
+
+def test_a_record_the_tables_cannot_read_makes_its_sweep_point_fail(runs):
+    from veralab.studies.kernels import unreadable_record
+
+    good, bad = sorted(runs.iterdir())
+    record = json.loads((bad / "record.json").read_text())
+    (bad / "record.json").write_text(json.dumps({**record, "params": None}))
+    assert unreadable_record(good) == ""
+    assert "not subscriptable" in unreadable_record(bad)

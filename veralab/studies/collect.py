@@ -90,7 +90,7 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     return row
 
 
-def _read(path: Path) -> dict:
+def read_checked(path: Path) -> dict:
     try:
         record = json.loads(path.read_text())
     except ValueError as err:  # invalid JSON (a run killed mid-write by an older veralab, an edit) or not UTF-8
@@ -108,7 +108,7 @@ def collect_records(runs="runs") -> pd.DataFrame:
     rows, skipped = [], []
     for path in sorted(Path(runs).glob(f"**/{RECORD}")):
         try:
-            rows.append(flatten(_read(path), path))
+            rows.append(flatten(read_checked(path), path))
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             why = f"missing key {err}" if isinstance(err, KeyError) else str(err)
             warnings.warn(f"skipped {path}: not a readable veralab run record: {why}", stacklevel=2)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..core.io import exclusive
+from ..experiment.record import RECORD
 from .grids import NOTEBOOKS, STUDIES, Point
 
 CLAIM = ".claim"  # a lock file in each run folder; see claim()
@@ -176,6 +177,18 @@ def claim(run_dir: Path):
     return exclusive(run_dir / CLAIM)
 
 
+def unreadable_record(run_dir: Path) -> str:
+    """Why `veralab collect` (every table and figure) could not read the run's record, or '': a record the tables
+    would drop is a failed point, not a silent loss."""
+    from .collect import flatten, read_checked
+
+    try:
+        flatten(read_checked(run_dir / RECORD), run_dir / RECORD)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"missing key {err}" if isinstance(err, KeyError) else str(err)
+    return ""
+
+
 def execute_point(point: Point, timeout: int | None = None, env: dict | None = None, keep_kernel: bool = False) -> dict:
     """Run one point's notebook unless another sweep holds or has finished it (`keep_kernel`: in this worker's
     WarmKernel).
@@ -194,6 +207,8 @@ def execute_point(point: Point, timeout: int | None = None, env: dict | None = N
             run_notebook(NOTEBOOKS / STUDIES[point.study], out, point.params, timeout, env, keep_kernel=keep_kernel)
             if not point.done():
                 result.update(status="failed", error="the notebook finished but wrote no ok record")
+            elif problem := unreadable_record(point.run_dir):
+                result.update(status="failed", error=f"its record cannot be collected into tables: {problem}")
     except TimeoutError as err:  # nbclient's CellTimeoutError; checked first, as TimeoutError is an OSError
         result.update(status="failed", error=f"{type(err).__name__}: a cell ran longer than the timeout of {timeout} s")
     except OSError as err:
