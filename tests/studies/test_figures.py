@@ -171,3 +171,14 @@ def test_panels_draw_the_majority_class_level_the_records_hold(tmp_path):
         levels = [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == ":"]
         assert levels == [pytest.approx(68.3824)]  # the scored split's (dev), not the test split's
         assert "majority class" in [t.get_text() for t in ax.texts]
+
+
+def test_runs_that_differ_beyond_the_compared_field_are_not_drawn_as_a_pair(records):
+    frame = records.copy()
+    lora = frame["method"] == "lora"
+    frame.loc[lora, "setting"] = [json.dumps({**json.loads(s), "epochs": 1, "max_train_samples": 64})
+                                  for s in frame.loc[lora, "setting"]]
+    with pytest.raises(ValueError, match=r"differ in epochs, max_train_samples besides what the panel compares "
+                                         r"\(method, rank, lr, head_lr\): epochs: .*LoRA r=4 1"):
+        main_figure(frame, "image")
+    main_figure(records, "image")  # the committed study: one setting but the method's own

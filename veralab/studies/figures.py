@@ -148,15 +148,15 @@ def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: st
         d = sub[sub["projection_init"] == DEFAULT.projection_init]
         head = heads[heads["task"] == task]
         point_panel(row_axes[0], sub, [(f"d_init={v:g}", d[d["d_init"] == v]) for v in sorted(d["d_init"].unique())],
-                     f"{TASK_LABELS.get(task, task)}\nd initial value (A/B {DEFAULT.projection_init}, r={rank})",
-                     score, stat, head)
+                    f"{TASK_LABELS.get(task, task)}\nd initial value (A/B {DEFAULT.projection_init}, r={rank})",
+                    score, stat, head, varied=("d_init",))
         ab = sub[sub["d_init"] == DEFAULT.d_init]
         point_panel(row_axes[1], sub, [(init.replace("_", " "), ab[ab["projection_init"] == init])
-                                        for init in PROJECTION_INITS],
-                     f"{TASK_LABELS.get(task, task)}\nA/B initialization (d_init={DEFAULT.d_init:g}, r={rank})",
-                     score, stat, head)
+                                       for init in PROJECTION_INITS],
+                    f"{TASK_LABELS.get(task, task)}\nA/B initialization (d_init={DEFAULT.d_init:g}, r={rank})",
+                    score, stat, head, varied=("projection_init",))
     return finish(fig, "Initialization ablation (VeRA)", pd.concat([data, heads[heads["task"].isin(tasks)]]), score,
-                   stat)
+                  stat)
 
 
 def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median"):
@@ -180,9 +180,9 @@ def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: 
                 runs = runs[runs[key].astype(bool) == value]
             columns.append((label, runs))
         point_panel(ax, sub, columns, f"{TASK_LABELS.get(task, task)} (r={rank})", score, stat,
-                     heads[heads["task"] == task])
+                    heads[heads["task"] == task], varied=("train_d", "train_b", "shared", "d_init"))
     return finish(fig, "Scaling-vector ablation (VeRA)", pd.concat([data, heads[heads["task"].isin(tasks)]]), score,
-                   stat)
+                  stat)
 
 
 MAIN_TITLES = {"image": "ViT image classification: head / full / LoRA / VeRA",
@@ -211,7 +211,8 @@ def main_figure(frame: pd.DataFrame, kind: str = "image", score: str = "final", 
         columns = [(variant + suffix, runs) for method in METHODS
                    for variant in sorted(sub[sub["method"] == method]["variant"].unique())
                    for suffix, runs in split_settings(sub[sub["variant"] == variant])]
-        point_panel(ax, sub, columns, TASK_LABELS.get(task, task), score, stat)
+        point_panel(ax, sub, columns, TASK_LABELS.get(task, task), score, stat,
+                    varied=("method", "rank", "lr", "head_lr"))
         labels = [label for label, runs in columns if not runs.empty]
         for _, row in paper_points(task, sub["model"].iloc[0]).iterrows():
             matches = [i for i, (label, runs) in enumerate(columns) if runs["method"].iloc[0] == row["method"]]

@@ -3,6 +3,7 @@ panels with every seed drawn, the head-only and majority-class references, and t
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.patches
@@ -90,14 +91,16 @@ def percent_of(frame: pd.DataFrame, score: str) -> pd.DataFrame:
 
 
 def point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]], title: str, score: str,
-                 stat: str, heads: pd.DataFrame | None = None) -> None:
+                 stat: str, heads: pd.DataFrame | None = None, varied: tuple[str, ...] = ()) -> None:
     """One column per (label, runs): every seed a dot, the center with its spread, its value and n written; `heads`:
-    head-only runs drawn as the reference an adapter variant must clear."""
+    head-only runs drawn as the reference an adapter variant must clear. The columns may differ only in `varied`
+    (the panel's comparison), else they are no pair and the panel is refused (check_comparable)."""
     ax.set_title(title, fontsize=9)
     labels = [(label, runs) for label, runs in labels if not runs.empty]
     if not labels:
         empty_panel(ax)
         return
+    check_comparable(labels, varied, title.replace("\n", " "))
     rows = []
     for label, runs in labels:
         check_one_setting(runs, ["variant"])
@@ -126,6 +129,21 @@ def point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]], 
     majority_line(ax, plotted)
     at_least_min_span(ax)
     ax.margins(y=0.25)
+
+
+def check_comparable(columns: list[tuple[str, pd.DataFrame]], varied: tuple[str, ...], where: str) -> None:
+    """Refuse to draw side by side runs that differ in more than the panel varies (a 1-epoch, 64-example run beside
+    a 3-epoch, 768-example study), naming how they differ."""
+    settings = {label.replace("\n", " "): json.loads(runs["setting"].iloc[0]) for label, runs in columns}
+    keys = set().union(*settings.values()) - set(varied)
+    differ = {k: {label: s.get(k) for label, s in settings.items()} for k in sorted(keys)
+              if len({json.dumps(s.get(k)) for s in settings.values()}) > 1}
+    if differ:
+        shown = "; ".join(f"{k}: " + ", ".join(f"{label} {v!r}" for label, v in values.items())
+                          for k, values in list(differ.items())[:4])
+        raise ValueError(f"{where}: the runs drawn side by side differ in {', '.join(differ)} besides what the panel "
+                         f"compares ({', '.join(varied)}): {shown}. Select runs of one setting (e.g. "
+                         f"frame[frame.epochs == 3]) or keep such runs in separate folders")
 
 
 def head_reference(ax, runs: pd.DataFrame, score: str, stat: str) -> list:
