@@ -32,6 +32,7 @@ from .plotting import (
     percent_of,
     point_panel,
     seaborn_estimator,
+    styled,
 )
 from .tables import METHODS, aggregate, main_runs, main_table, ok_runs, results_table, split_settings, table_note
 
@@ -72,6 +73,7 @@ def _label_ranks(ax, summary: pd.DataFrame) -> None:
                                     "shrinkA": 0, "shrinkB": 3})
 
 
+@styled
 def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
     """Score vs adapter parameters (log x) for VeRA and LoRA across ranks, one panel per text task; head only is
     the dashed line (no adapter parameters); the paper's values are stars."""
@@ -129,6 +131,7 @@ def ablation_rank(frame: pd.DataFrame) -> int | None:
     return None if variants.empty else int(variants["rank"].value_counts().idxmax())
 
 
+@styled
 def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median"):
     """d initial values (A/B at their default init) and A/B initializations (d at its default), VeRA at one rank
     (default: the ablation runs' rank)."""
@@ -159,6 +162,7 @@ def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: st
                   stat)
 
 
+@styled
 def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median"):
     """Both vectors vs d only vs b only, and shared vs independent A/B per layer (default rank: the ablation runs')."""
     rank = rank or ablation_rank(frame)
@@ -198,6 +202,7 @@ def main_title(data: pd.DataFrame, kind: str) -> str:
     return f"{MAIN_TITLES[kind]} ({'/'.join(map(str, shots))} training images per class)"
 
 
+@styled
 def main_figure(frame: pd.DataFrame, kind: str = "image", score: str = "final", stat: str = "median"):
     """Head only / full fine-tune / LoRA / VeRA per task (main_runs), the paper's values as stars where they
     apply."""

@@ -3,6 +3,7 @@ panels with every seed drawn, the head-only and majority-class references, and t
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -26,7 +27,17 @@ METHOD_LABELS = {"head": "head only", "full": "full fine-tune", "lora": "LoRA", 
 PALETTE = {"head": "#949494", "full": "#029e73", "lora": "#d55e00", "vera": "#0173b2"}  # seaborn "colorblind"
 MIN_SPAN = 10.0  # percentage points: the least a panel's y-axis spans (point panels and rank sweeps)
 
-sns.set_theme(context="notebook", style="whitegrid", font_scale=0.85)
+# the figures' look, applied while each is drawn (styled), never to the user's global matplotlib settings
+STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
+
+
+def styled(figure):
+    """Draw `figure` under STYLE, restoring the caller's rcParams afterwards."""
+    @functools.wraps(figure)
+    def draw(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return figure(*args, **kwargs)
+    return draw
 
 
 def seaborn_estimator(stat: str):
@@ -59,7 +70,7 @@ def rates_text(frame: pd.DataFrame) -> str:
 
         texts = {t: rate(*v) for t, v in per_task.items()}
         same = len(set(texts.values())) == 1
-        parts.append(f"{METHOD_LABELS[method]} " + (next(iter(texts.values())) if same else
+        parts.append(f"{METHOD_LABELS[method]}: " + (next(iter(texts.values())) if same else
                                                      "; ".join(f"{t}: {v}" for t, v in texts.items())))
     return "learning rates: " + " | ".join(parts)
 
