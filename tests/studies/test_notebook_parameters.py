@@ -2,6 +2,7 @@
 profile's values, and a misspelt parameter is an error, never silently dropped."""
 
 import ast
+import json
 
 import papermill
 import pytest
@@ -51,9 +52,13 @@ def test_config_from_refuses_a_misspelt_parameter():
 
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
-def test_every_parameter_shows_in_help_notebook_with_a_help_text(path):
+def test_every_parameter_shows_in_help_notebook_with_a_type_and_a_help_text(path):
     params = papermill.inspect_notebook(str(path))
     assert params and all(p["help"] for p in params.values()), {k: p["help"] for k, p in params.items()}
+    assert all(p["inferred_type_name"] != "None" for p in params.values()), params  # papermill: "Unknown type"
+    cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assigned = [line for line in "".join(cell["source"]).splitlines() if line and not line.startswith("#")]
+    assert len(params) == len(assigned)  # no line papermill cannot read (it would drop that parameter)
 
 
 def test_relative_paths_resolve_against_the_repository_not_the_working_directory(tmp_path, monkeypatch):
