@@ -20,6 +20,7 @@ from .glue import GLUE_TASKS, glue_fingerprint
 from .models import EMBEDDED_TEXT, EMBEDDED_VISION
 from .precision import PRECISIONS, resolve_precision
 from .tasks import task_kind
+from .userdata import CUSTOM_TASK, check_data_path, data_fingerprint
 
 DEFAULT_LR = {"vera": 1e-2, "lora": 5e-4, "full": 2e-5, "head": 0.0}  # adapter learning rate by method
 DEFAULT_HEAD_LR = 4e-3  # the public RoBERTa-base replication's head lr for SST-2/MRPC/QNLI
@@ -57,6 +58,10 @@ class RunConfig:
     validation_holdout: int | None = None
     shots_per_class: int | None = 10  # image tasks: the paper's 10 training images per class
     glue_dir: str | None = None
+    data: str | None = None  # task "custom": your CSV, TSV or JSON Lines file, or a save_to_disk folder
+    text_column: str = "text"  # task "custom": the column holding the text
+    text_pair_column: str | None = None  # task "custom": a second text (sentence pairs), or None
+    label_column: str = "label"  # task "custom": class names, or numbers with a fraction (regression)
     checkpoint: str | None = None  # vision: local weights for a timm model (offline)
     device: str = "auto"
     precision: str = "auto"  # "auto": bf16 autocast on a GPU or a CPU with native bf16 (AMX, AVX512-BF16), else fp32
@@ -108,6 +113,12 @@ class RunConfig:
             if not Path(self.checkpoint).expanduser().is_file():
                 raise ConfigError(f"checkpoint {self.checkpoint} is not a file; expected a .safetensors or .pth "
                                   f"file of the vision model's weights")
+        if (self.task == CUSTOM_TASK) != (self.data is not None):
+            raise ConfigError("task 'custom' trains on your data: give both task='custom' and data=<a CSV, TSV or "
+                              f"JSON Lines file, or a save_to_disk folder> (got task={self.task!r}, "
+                              f"data={self.data!r})")
+        if self.data is not None:
+            check_data_path(self.data)
         if self.validation_holdout is not None and kind != "text":
             raise ConfigError(f"validation_holdout carves a validation slice out of a text task's training split; "
                               f"{self.task!r} is an image task (set it to None)")
@@ -189,6 +200,8 @@ class RunConfig:
         flat = {k: v for k, v in self.to_dict().items() if k not in RUN_FIELDS_NOT_IN_NAME}
         if self.glue_dir and self.task in GLUE_TASKS:  # the data's content, not where it lies
             flat["glue_dir"] = glue_fingerprint(self.glue_dir, self.task)
+        if self.data is not None:
+            flat["data"] = data_fingerprint(self.data)
         return {**flat, "device": self.resolved_device(), "precision": self.resolved_precision()}
 
 

@@ -74,7 +74,8 @@ def unfused_attention_for_cpu_bf16(model) -> str | None:
 
 
 def _text_setup(config: RunConfig, device) -> TaskSetup:
-    data = load_text_task(config.task, config.glue_dir)
+    data = load_text_task(config.task, config.glue_dir, config.data,
+                          (config.text_column, config.text_pair_column, config.label_column))
     if config.validation_holdout:
         data = hold_out(data, config.validation_holdout, config.run_seed)
     model, tokenizer = load_text_model(config.model_name, data.num_labels)

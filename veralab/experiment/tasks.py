@@ -22,9 +22,10 @@ from ..core.config import OneLineError
 from .glue import GLUE_TASKS, check_glue_source, glue_fingerprint, load_glue_hub, read_glue_split
 from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, TEST_SPLITS, few_shot_indices, load_image_split
 from .resources import rotten_tomatoes_file
+from .userdata import CUSTOM_TASK, load_user_text
 
 EMBEDDED_TEXT_TASK = "rotten_tomatoes"
-TEXT_TASKS = (EMBEDDED_TEXT_TASK, *GLUE_TASKS)
+TEXT_TASKS = (EMBEDDED_TEXT_TASK, *GLUE_TASKS, CUSTOM_TASK)
 IMAGE_TASKS = (*EMBEDDED_IMAGE_DATASETS, *HUB_IMAGE_DATASETS)
 SPLIT_SEED = 0  # the embedded tasks' held-out splits never change with the run seed
 CACHE_DIR = Path(os.environ.get("VERALAB_CACHE", Path.home() / ".cache" / "veralab"))
@@ -69,10 +70,14 @@ def rotten_tomatoes() -> TextData:
                     {"split": "80/10/10", "split_seed": SPLIT_SEED, "sizes": {k: len(v) for k, v in splits.items()}})
 
 
-def load_text_task(task: str, glue_dir: str | None = None) -> TextData:
+def load_text_task(task: str, glue_dir: str | None = None, data: str | None = None,
+                   columns: tuple[str, str | None, str] = ("text", None, "label")) -> TextData:
+    """A text task's splits; `data` and `columns` (text, text pair, label) for task "custom" (userdata.py)."""
     task_kind(task)
     if task == EMBEDDED_TEXT_TASK:
         return rotten_tomatoes()
+    if task == CUSTOM_TASK:
+        return TextData(*load_user_text(data, *columns))
     spec = GLUE_TASKS[task]
     notes = {}
     if glue_dir:
