@@ -112,3 +112,11 @@ def test_a_record_the_tables_cannot_read_makes_its_sweep_point_fail(runs):
     (bad / "record.json").write_text(json.dumps({**record, "params": None}))
     assert unreadable_record(good) == ""
     assert "not subscriptable" in unreadable_record(bad)
+
+
+def test_figures_go_beside_the_records_unless_told_never_over_the_committed_ones(runs):
+    done = subprocess.run([sys.executable, "-m", "veralab", "figures", "--runs", str(runs)], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert (runs / "figures" / "results.md").is_file()
+    assert all(line.startswith(str(runs / "figures")) for line in done.stdout.splitlines())

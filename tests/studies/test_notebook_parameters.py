@@ -61,9 +61,16 @@ def test_every_parameter_shows_in_help_notebook_with_a_type_and_a_help_text(path
     assert len(params) == len(assigned)  # no line papermill cannot read (it would drop that parameter)
 
 
-def test_relative_paths_resolve_against_the_repository_not_the_working_directory(tmp_path, monkeypatch):
-    from veralab.studies.notebook import REPO
-
-    monkeypatch.chdir(tmp_path)
-    assert config_from({"output_dir": "runs"}).output_dir == str(REPO / "runs")
+def test_relative_paths_resolve_against_the_checkout_holding_the_working_directory_never_the_package(
+        tmp_path, monkeypatch):
+    checkout = tmp_path / "my-study"
+    (checkout / "notebooks").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("")
+    monkeypatch.delenv("VERALAB_PROJECT", raising=False)
+    monkeypatch.chdir(checkout / "notebooks")  # JupyterLab runs a notebook in its folder
+    assert config_from({"output_dir": "runs"}).output_dir == str(checkout / "runs")
+    monkeypatch.chdir(tmp_path)  # outside any checkout: the working directory
+    assert config_from({"output_dir": "runs"}).output_dir == str(tmp_path / "runs")
+    monkeypatch.setenv("VERALAB_PROJECT", str(checkout))
+    assert config_from({"output_dir": "runs"}).output_dir == str(checkout / "runs")
     assert config_from({"output_dir": str(tmp_path)}).output_dir == str(tmp_path)

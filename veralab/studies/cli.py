@@ -156,7 +156,8 @@ def _move(args) -> int:
 def _figures(args) -> int:
     from .figures import make_all
 
-    written = make_all(args.runs, args.out, score=args.score, stat=args.stat, prefix=args.prefix)
+    out = args.out or str(Path(args.runs) / "figures")
+    written = make_all(args.runs, out, score=args.score, stat=args.stat, prefix=args.prefix)
     for path in written:
         print(path)
     return 0
@@ -273,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     figures = sub.add_parser("figures", help="regenerate tables and figures from the run records")
     figures.add_argument("--runs", default="runs")
-    figures.add_argument("--out", default="figures")
+    figures.add_argument("--out", default=None, help="folder for the figures and tables (default: <runs>/figures, "
+                         "never the committed figures/ unless given)")
     figures.add_argument("--score", default="final", choices=("final", "best"),
                          help="final: the last epoch on the test split (dev for GLUE); best: the best epoch on "
                               "validation")

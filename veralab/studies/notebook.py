@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,17 +12,27 @@ from ..experiment import RunConfig
 from ..experiment.record import RECORD
 from .collect import collect_records
 
-REPO = Path(__file__).resolve().parents[2]
-COMMITTED_RESULTS = REPO / "results" / "default"  # the default profile's records, committed with the repository
+COMMITTED_RESULTS = Path("results") / "default"  # the default profile's records, committed with the repository
+
+
+def project_root() -> Path:
+    """The folder a notebook's relative paths mean: VERALAB_PROJECT if set, else the veralab checkout holding the
+    working directory (JupyterLab runs a notebook in notebooks/, papermill wherever it is started), else the working
+    directory itself: never the installed package's own folder (site-packages, or another checkout)."""
+    if os.environ.get("VERALAB_PROJECT"):
+        return Path(os.environ["VERALAB_PROJECT"]).expanduser().resolve()
+    here = Path.cwd().resolve()
+    return next((p for p in (here, *here.parents) if (p / "notebooks").is_dir() and (p / "pyproject.toml").is_file()),
+                here)
 PARAMETER_TYPES = (bool, int, float, str, type(None), list, tuple, dict)
 IPYTHON_NAMES = {"In", "Out"}
 
 
 def in_repo(path) -> Path:
-    """A notebook's relative path, resolved against the repository root: the same folder whether the notebook runs
-    in JupyterLab (cwd notebooks/), under papermill from the repo root, or from anywhere else."""
+    """A notebook's relative path, resolved against project_root(): the same folder whether the notebook runs in
+    JupyterLab (cwd notebooks/) or under papermill from the checkout's root."""
     path = Path(path).expanduser()
-    return path if path.is_absolute() else REPO / path
+    return path if path.is_absolute() else project_root() / path
 
 
 def config_from(namespace: dict) -> RunConfig:
