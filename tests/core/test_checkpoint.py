@@ -214,6 +214,12 @@ def test_an_adapter_is_refused_on_other_base_weights_of_the_same_shapes_unless_s
     same = type(tiny)()
     same.load_state_dict(base)
     vl.load_adapter(same, path)  # the base it was trained on: no complaint
+    vl.merge_adapters(tiny)
+    vl.unmerge_adapters(tiny)  # W0 back up to round-off, which is no other base
+    vl.save_adapter(tiny, tmp_path / "b")
+    again = type(tiny)()
+    again.load_state_dict(base)
+    vl.load_adapter(again, tmp_path / "b")
 
 
 def test_a_flipped_byte_in_the_saved_tensors_is_caught(tiny, tmp_path):

@@ -1,6 +1,7 @@
 """The committed notebooks: outputs stripped, and the quickstart and figures notebooks run under papermill."""
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -34,6 +35,7 @@ def _run(name, tmp_path, **parameters):
 def test_quickstart_trains_merges_saves_and_reloads(tmp_path):
     text, cells = _run("00_quickstart.ipynb", tmp_path, rank=32, steps=3)
     assert "merged == unmerged: True" in text and "reloaded == trained: True" in text
+    assert re.search(r"validation accuracy after 3 steps: 0\.\d{3} \(majority class 0\.\d{3}\)", text)
     assert any("image/png" in o.get("data", {}) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
 
 

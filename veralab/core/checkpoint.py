@@ -2,9 +2,9 @@
 
 The format (a directory): ``adapter.safetensors`` holds the trained tensors (VeRA: d and b per layer, plus the
 head when trained; A/B only with ``save_projection``) and ``adapter_config.json`` the AdapterConfig, the base model's
-name, a fingerprint of the adapted shapes, checksums of the frozen A/B the vectors were trained against, of the base
-model's frozen weights and of the saved tensors themselves: all checked on load (the last two can be overridden with
-``strict=False``, which warns instead).
+name, a fingerprint of the adapted shapes, checksums of the frozen A/B the vectors were trained against and of the
+saved tensors, and a fingerprint of the base model's frozen weights: all checked on load (the last two can be
+overridden with ``strict=False``, which warns instead).
 """
 
 from __future__ import annotations
@@ -106,10 +106,27 @@ def _digest(tensors) -> str:
     return digest.hexdigest()[:16]
 
 
-def base_digest(model: nn.Module) -> str:
-    """A checksum of every frozen parameter (the base weights, W0 of the adapted layers included): an adapter
-    trained on other base weights of the same shapes would load silently and give other logits."""
-    return _digest((n, p) for n, p in model.named_parameters() if not p.requires_grad)
+def base_fingerprint(model: nn.Module) -> dict[str, list[float]]:
+    """Per frozen parameter (the base weights, W0 of the adapted layers included): its norm and its projection on a
+    fixed random sign vector. An adapter trained on other base weights of the same shapes would load silently and
+    give other logits; a checksum of the bytes would also flag the round-off of a merge and unmerge, which these
+    numbers, compared with a tolerance (base_differs), let pass."""
+    found = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            continue
+        x = parameter.detach().to("cpu", torch.float64).flatten()
+        generator = torch.Generator().manual_seed(int(hashlib.sha256(name.encode()).hexdigest()[:12], 16))
+        signs = torch.randint(0, 2, x.shape, generator=generator, dtype=torch.float64) * 2 - 1
+        found[name] = [float(x.norm()), float(x @ signs) / max(len(x), 1) ** 0.5]
+    return found
+
+
+def base_differs(saved: dict, here: dict, rtol: float = 1e-5) -> list[str]:
+    """The frozen parameters whose fingerprints differ beyond round-off (or that only one side has)."""
+    names = sorted(set(saved) | set(here))
+    return [n for n in names if n not in saved or n not in here or any(
+        abs(a - b) > rtol * (abs(saved[n][0]) + 1e-12) for a, b in zip(saved[n], here[n]))]
 
 
 def base_name(model: nn.Module) -> str | None:
@@ -130,7 +147,7 @@ def _manifest(model: nn.Module, tensors: dict[str, torch.Tensor] | None = None) 
     tensors = _trained_tensors(model) if tensors is None else tensors
     return {"format": "veralab-adapter", "veralab": veralab_version(), "config": config.to_dict(),
             "base_model": base_name(model), "model_class": type(model).__name__, "fingerprint": fingerprint(model),
-            "projection_sha256": projection_digest(model), "base_sha256": base_digest(model),
+            "projection_sha256": projection_digest(model), "base_weights": base_fingerprint(model),
             "tensors_sha256": _digest(tensors.items())}
 
 
@@ -224,16 +241,18 @@ def load_adapter(model: nn.Module, path, strict: bool = True) -> nn.Module:
             "here), so it would give other logits. Its A/B settings (projection_prng_key, projection_init, rank, "
             f"shared) were edited, or this torch draws other random numbers: restore the saved {CONFIG}, or save the "
             "adapter again with save_projection=True")
-    _check(manifest.get("base_sha256"), base_digest(model), strict, AdapterMismatchError,
+    differ = base_differs(manifest["base_weights"], base_fingerprint(model)) if manifest.get("base_weights") else []
+    _check(differ, [], strict, AdapterMismatchError,
            f"adapter at {path} was trained on other base weights than this {type(model).__name__}'s (made for "
-           f"{made_for}; base_sha256 differs): same shapes, other numbers, so it would give other logits. Load the "
-           f"base model it was trained on, or pass strict=False to load it anyway")
+           f"{made_for}; {len(differ)} frozen tensor(s) differ, first {differ[:2]}): same shapes, other numbers, "
+           f"so it would give other logits. Load the base model it was trained on, or pass strict=False to load it "
+           f"anyway")
     copy_into(model, tensors, path)
     return model
 
 
-def _check(saved: str | None, here: str, strict: bool, error: type, message: str) -> None:
-    """Refuse (or with strict=False warn) where a saved checksum differs; an adapter saved without one passes."""
+def _check(saved, here, strict: bool, error: type, message: str) -> None:
+    """Refuse (or with strict=False warn) where a saved check differs; an adapter saved without one passes."""
     if saved and saved != here:
         if strict:
             raise error(message)
