@@ -95,3 +95,7 @@ def test_a_run_on_your_file_is_recorded_and_edited_data_is_another_run(tmp_path)
     before = config.name()
     _csv(path, _reviews(42))
     assert RunConfig.from_dict(config.to_dict()).name() != before
+
+
+def test_your_data_settings_are_no_part_of_a_built_in_tasks_run():
+    assert RunConfig(text_column="review", label_column="verdict").name() == RunConfig().name()

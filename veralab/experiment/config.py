@@ -25,6 +25,7 @@ from .userdata import CUSTOM_TASK, check_data_path, data_fingerprint
 DEFAULT_LR = {"vera": 1e-2, "lora": 5e-4, "full": 2e-5, "head": 0.0}  # adapter learning rate by method
 DEFAULT_HEAD_LR = 4e-3  # the public RoBERTa-base replication's head lr for SST-2/MRPC/QNLI
 RUN_FIELDS_NOT_IN_NAME = ("output_dir", "force", "run_name", "save_adapter")
+CUSTOM_FIELDS = ("data", "text_column", "text_pair_column", "label_column")  # task "custom" only
 DEVICES = "auto, cpu, cuda, cuda:N"
 
 
@@ -202,6 +203,9 @@ class RunConfig:
             flat["glue_dir"] = glue_fingerprint(self.glue_dir, self.task)
         if self.data is not None:
             flat["data"] = data_fingerprint(self.data)
+        else:  # your-data settings mean nothing to a built-in task: no part of its runs' identity
+            for name in CUSTOM_FIELDS:
+                flat.pop(name)
         return {**flat, "device": self.resolved_device(), "precision": self.resolved_precision()}
 
 
