@@ -18,6 +18,7 @@ from .core import (
     load_adapter,
     merge_adapters,
     save_adapter,
+    to_peft_config,
     unmerge_adapters,
 )
 from .core.checkpoint import veralab_version
@@ -26,5 +27,6 @@ __version__ = veralab_version()
 
 __all__ = [
     "AdapterConfig", "AdapterFileError", "AdapterMismatchError", "ConfigError", "add_adapters", "count_parameters",
-    "export_peft", "import_peft", "load_adapter", "merge_adapters", "save_adapter", "unmerge_adapters",
+    "export_peft", "import_peft", "load_adapter", "merge_adapters", "save_adapter", "to_peft_config",
+    "unmerge_adapters",
 ]

@@ -233,3 +233,44 @@ def test_a_flipped_byte_in_the_saved_tensors_is_caught(tiny, tmp_path):
     fresh.load_state_dict(base)
     with pytest.raises(AdapterFileError, match=r"does not hold the tensors that were saved .*save the adapter again"):
         vl.load_adapter(fresh, path)
+
+
+def test_peft_configs_convert_both_ways_and_add_adapters_takes_them(minilm_path):
+    import peft
+
+    vera = peft.VeraConfig(r=16, target_modules=["query", "value"], projection_prng_key=3, d_initial=0.5,
+                           vera_dropout=0.1, modules_to_save=["classifier"])
+    ours = vl.AdapterConfig.from_peft(vera)
+    assert (ours.method, ours.rank, ours.projection_prng_key, ours.d_init, ours.dropout, ours.head_modules) == \
+        ("vera", 16, 3, 0.5, 0.1, ("classifier",))
+    back = vl.to_peft_config(ours)
+    assert {k: getattr(back, k) for k in ("r", "projection_prng_key", "d_initial", "vera_dropout", "modules_to_save")} \
+        == {k: getattr(vera, k) for k in ("r", "projection_prng_key", "d_initial", "vera_dropout", "modules_to_save")}
+    assert set(back.target_modules) == {"query", "value"}
+    lora = vl.AdapterConfig.from_peft(peft.LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"],
+                                                      task_type="SEQ_CLS"))
+    assert (lora.method, lora.rank, lora.alpha, lora.head_modules, lora.train_head) == ("lora", 8, 16.0, None, True)
+    model, _ = load_text_model(str(minilm_path), num_labels=2)
+    vl.add_adapters(model, peft.LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"], task_type="SEQ_CLS"))
+    # as PEFT's SEQ_CLS default: the classifier alone trains beside the adapter
+    assert model.veralab_config.head_modules == ("classifier",)
+    assert vl.count_parameters(model)["adapter"] == 6 * 2 * 8 * (384 + 384)
+    with pytest.raises(vl.ConfigError, match=r"sets \{'use_dora': True\}"):
+        vl.AdapterConfig.from_peft(peft.LoraConfig(r=8, use_dora=True))
+    with pytest.raises(vl.ConfigError, match=r"no counterpart of \{'shared': False\}"):
+        vl.to_peft_config(vl.AdapterConfig(rank=8, shared=False))
+
+
+def test_a_peft_vera_config_gives_peft_s_own_frozen_pair_and_trainable_set(minilm_path):
+    import peft
+
+    from veralab.core.checkpoint import projections
+
+    config = peft.VeraConfig(r=16, target_modules=["query", "value"], projection_prng_key=3, task_type="SEQ_CLS")
+    ours, _ = load_text_model(str(minilm_path), num_labels=2)
+    vl.add_adapters(ours, config)
+    theirs = peft.get_peft_model(load_text_model(str(minilm_path), num_labels=2)[0], config)
+    (pair,) = projections(ours)
+    assert torch.equal(pair.A, theirs.base_model.vera_A["default"])
+    assert torch.equal(pair.B, theirs.base_model.vera_B["default"])
+    assert vl.count_parameters(ours)["trainable"] == sum(p.numel() for p in theirs.parameters() if p.requires_grad)

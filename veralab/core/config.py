@@ -109,6 +109,35 @@ class AdapterConfig:
         """VeRA as the paper defines it: the settings the ablations change are all at their defaults."""
         return all(getattr(self, name) == getattr(DEFAULT, name) for name in ABLATION_FIELDS)
 
+    @classmethod
+    def from_peft(cls, peft_config) -> AdapterConfig:
+        """The AdapterConfig of a `peft.VeraConfig` or `peft.LoraConfig` (read by attribute: no import of peft).
+        PEFT's classification task types train the classifier alone (its modules_to_save default), so that is the
+        head here too; what veralab cannot express (DoRA, rsLoRA, biases, per-layer choices) is refused by name."""
+        kind = getattr(getattr(peft_config, "peft_type", None), "value", getattr(peft_config, "peft_type", None))
+        if kind not in ("VERA", "LORA"):
+            raise ConfigError(f"a PEFT config of type {kind!r}; allowed: VeraConfig, LoraConfig")
+        unsupported = {name: getattr(peft_config, name) for name in
+                       ("use_dora", "use_rslora", "fan_in_fan_out", "layers_to_transform", "layers_pattern")
+                       if getattr(peft_config, name, None)}
+        if getattr(peft_config, "bias", "none") != "none":
+            unsupported["bias"] = peft_config.bias
+        if unsupported:
+            raise ConfigError(f"this PEFT {kind} config sets {unsupported}, which veralab's adapters do not do; "
+                              f"allowed: their defaults")
+        targets = peft_config.target_modules
+        heads = peft_config.modules_to_save
+        task = str(getattr(getattr(peft_config, "task_type", None), "value", peft_config.task_type) or "")
+        common = dict(rank=peft_config.r, target_modules=(targets,) if isinstance(targets, str) else
+                      tuple(targets) if targets else None,
+                      head_modules=tuple(heads) if heads else None, head_scope="classifier",
+                      train_head=bool(heads) or task in ("SEQ_CLS", "TOKEN_CLS"))
+        if kind == "VERA":
+            return cls(method="vera", projection_prng_key=peft_config.projection_prng_key,
+                       save_projection=peft_config.save_projection, dropout=peft_config.vera_dropout,
+                       d_init=peft_config.d_initial, **common)
+        return cls(method="lora", alpha=float(peft_config.lora_alpha), dropout=peft_config.lora_dropout, **common)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         for name in ("target_modules", "head_modules"):

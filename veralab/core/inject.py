@@ -105,8 +105,11 @@ def add_adapters(model: nn.Module, config: AdapterConfig) -> nn.Module:
     `config` is left as given; the model keeps a resolved copy (its targets and heads named) as
     ``model.veralab_config``, which saving, export and run records read.
     """
+    if hasattr(config, "peft_type"):  # a peft.VeraConfig / LoraConfig
+        config = AdapterConfig.from_peft(config)
     if not isinstance(config, AdapterConfig):
-        raise ConfigError(f"add_adapters takes an AdapterConfig, got {type(config).__name__}")
+        raise ConfigError(f"add_adapters takes an AdapterConfig (or a peft VeraConfig / LoraConfig), got "
+                          f"{type(config).__name__}")
     config.validate()
     if getattr(model, "veralab_config", None) is not None:
         raise ConfigError("this model already has veralab adapters; load a fresh base model to add others")

@@ -72,6 +72,29 @@ def export_peft(model: nn.Module, directory) -> Path:
     return directory
 
 
+def to_peft_config(config: AdapterConfig):
+    """The `peft.VeraConfig` or `peft.LoraConfig` of an AdapterConfig (AdapterConfig.from_peft's inverse); what PEFT
+    cannot express (independent A/B, a removed vector, another A/B init, the head alone, full fine-tuning) is refused
+    by name."""
+    import peft
+
+    if config.method not in ("vera", "lora"):
+        raise ConfigError(f"PEFT has VeRA and LoRA configs; method {config.method!r} has none")
+    heads = list(config.head_modules) if config.train_head and config.head_modules else None
+    common = dict(r=config.rank, target_modules=list(config.target_modules) if config.target_modules else None,
+                  modules_to_save=heads)
+    if config.method == "lora":
+        return peft.LoraConfig(lora_alpha=config.alpha, lora_dropout=config.dropout, **common)
+    changed = {name: getattr(config, name) for name, peft_value in
+               (("shared", True), ("train_d", True), ("train_b", True), ("projection_init", "kaiming_uniform"),
+                ("b_init", 0.0)) if getattr(config, name) != peft_value}
+    if changed:
+        raise ConfigError(f"PEFT's VeraConfig has no counterpart of {changed} (it trains both vectors of one shared, "
+                          f"Kaiming-uniform A/B with b from 0)")
+    return peft.VeraConfig(projection_prng_key=config.projection_prng_key, save_projection=config.save_projection,
+                           vera_dropout=config.dropout, d_initial=config.d_init, **common)
+
+
 def import_peft(model: nn.Module, directory) -> nn.Module:
     """Load a PEFT VeRA or LoRA adapter (as saved by PEFT or export_peft) into a fresh base model as veralab's."""
     directory = Path(directory)
