@@ -221,6 +221,7 @@ def test_the_report_states_rules_power_one_task_findings_and_sensitivity_rows():
     assert "d only (b fixed at 1, d from 0)" in text
     assert "bf16" not in text or "bf16 autocast" in text
     assert "148,610 parameters counted as head" in text
+    assert "sst2: full 0.0001 / 0.01, head – / 0.01, lora 0.003 / 0.01, vera 0.03 / 0.01; stsb:" in text
 
 
 def test_results_cli_writes_the_report_from_the_committed_records_and_names_its_sources(tmp_path):

@@ -93,10 +93,10 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame, edges: d
         sensitivity = [compare(lower, finding, c, edges) for c in finding.comparisons]
         lines += [f"Sensitivity, not counted: the same comparisons with VeRA at its next grid rate down ({rate}).",
                   "", *comparison_table(sensitivity, outcome="result at this rate"), ""]
-    summary = "; ".join(f"{r['comparison'].x_label} − {r['comparison'].y_label}: " + ", ".join(
+    summary = "; ".join(f"{r['comparison'].x_label} − {r['comparison'].y_label}: " + (", ".join(
         f"{row['task']} {_signed(row['mean'])} {_interval(row)}"
         + ("" if not row["verdict"].startswith("not informative") else " (not counted)") for row in r["rows"])
-        for r in results)
+        or "not run yet") for r in results)
     return lines, overall, summary
 
 
@@ -105,7 +105,7 @@ def what_ran(frame: pd.DataFrame) -> list[str]:
     ok = frame[frame["status"] == "ok"]
     settings = [json.loads(s) for s in ok["setting"]]
     sizes = ok.groupby("task").agg(train=("train_size", "max"), dev=("eval_size", "max"))
-    rates = ok.groupby(["task", "method"]).agg(lr=("lr", lambda v: _rates(v)), head=("head_lr", lambda v: _rates(v)))
+    rates = ok.groupby(["task", "method"]).agg(adapter_lr=("lr", _rates), head_rate=("head_lr", _rates))
     wall = ok["wall_seconds"].sum()
     levels = ok.dropna(subset=["majority_score"]).groupby("task")["majority_score"].first()
     return [
@@ -118,7 +118,8 @@ def what_ran(frame: pd.DataFrame) -> list[str]:
         f"max length: {sorted({s['max_length'] for s in settings})}; "
         f"batch: {sorted({s['batch_size'] for s in settings})}",
         "learning rates (task: method lr / head lr): " + "; ".join(
-            f"{task}: " + ", ".join(f"{m} {r.lr or '–'} / {r.head}" for (t, m), r in rates.iterrows() if t == task)
+            f"{task}: " + ", ".join(f"{m} {r.adapter_lr or '–'} / {r.head_rate}" for (t, m), r in rates.iterrows()
+                                    if t == task)
             for task in sorted(ok["task"].unique())),
         f"{len(ok)} ok runs ({(frame['status'] != 'ok').sum()} not ok), {wall / 3600:.2f} CPU-worker hours in all",
         *(["majority class (the no-skill level of accuracy: the scored split's most frequent label): "
