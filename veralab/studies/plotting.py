@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import textwrap
 from pathlib import Path
 
 import matplotlib.patches
@@ -80,14 +81,19 @@ def paper_points(task: str, model: str) -> pd.DataFrame:
     return paper[(paper["task"] == task) & (paper["model"] == model)]
 
 
+FOOTER_CHARS_PER_INCH = 17  # characters of the 7.5-point footer that fit in an inch of figure width
+
+
 def finish(fig, title: str, frame: pd.DataFrame, score: str, stat: str):
+    """Title, and the provenance footer wrapped to the figure's width with room kept for all its lines."""
     fig.suptitle(title, fontsize=12, fontweight="bold")
     if frame.empty:
         fig.tight_layout(rect=(0, 0, 1, 0.95))
         return fig
-    fig.text(0.5, 0.005, provenance(frame, score, stat), ha="center", va="bottom", fontsize=7.5, color="#444444",
-             wrap=True)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    footer = textwrap.wrap(provenance(frame, score, stat), int(fig.get_figwidth() * FOOTER_CHARS_PER_INCH))
+    fig.text(0.5, 0.005, "\n".join(footer), ha="center", va="bottom", fontsize=7.5, color="#444444")
+    height = (len(footer) * 7.5 * 1.3 / 72 + 0.06) / fig.get_figheight()  # the footer's lines, in figure height
+    fig.tight_layout(rect=(0, height, 1, 0.95))
     return fig
 
 
