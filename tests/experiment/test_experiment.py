@@ -34,7 +34,8 @@ def tiny_record(tmp_path_factory):
 def test_record_holds_every_field(tiny_record):
     record, out = tiny_record
     assert RECORD_KEYS <= set(record) and record["status"] == "ok"
-    assert record["params"] == {"adapter": 12 * (384 + 16), "head": 384 * 2 + 2, "trainable": 12 * (384 + 16) + 770,
+    head = 384 * 384 + 384 + 384 * 2 + 2  # BERT's pooler and the classifier: the paper's head
+    assert record["params"] == {"adapter": 12 * (384 + 16), "head": head, "trainable": 12 * (384 + 16) + head,
                                 "total": record["params"]["total"]}
     assert set(record["versions"]) >= {"python", "torch", "transformers", "timm", "veralab"}
     assert record["time"]["steps"] == 3 and record["time"]["samples_per_second"] > 0
@@ -113,7 +114,7 @@ def test_stsb_is_a_regression_with_pearson(glue_dir, tmp_path):
     record = run_experiment(run_config(task="stsb", glue_dir=str(glue_dir), output_dir=str(tmp_path), epochs=1,
                                       max_train_samples=32, max_eval_samples=64, max_length=64, batch_size=16, rank=8))
     assert record["metric"] == "pearson" and set(record["final"]) == {"pearson", "spearman"}
-    assert record["params"]["trainable"] == 12 * (384 + 8) + 384 + 1  # one regression output
+    assert record["params"]["trainable"] == 12 * (384 + 8) + 384 * 384 + 384 + 384 + 1  # pooler, one regression output
     assert "majority_class" not in record["data"]  # no classes
 
 
@@ -125,7 +126,7 @@ def test_cli_run_writes_a_record_and_rejects_bad_values(tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
-    assert summary["status"] == "ok" and summary["params"]["trainable"] == 12 * 2 * (384 + 384) + 770
+    assert summary["status"] == "ok" and summary["params"]["trainable"] == 12 * 2 * (384 + 384) + 148_610
     bad = subprocess.run(args[:4] + ["--method", "dora"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown method 'dora'; allowed: vera, lora, head, full" in bad.stderr
     assert "Traceback" not in bad.stderr
