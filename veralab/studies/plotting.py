@@ -33,11 +33,16 @@ STYLE = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_
 
 
 def styled(figure):
-    """Draw `figure` under STYLE, restoring the caller's rcParams afterwards."""
+    """Draw `figure` under STYLE, restoring the caller's values of those settings afterwards (only those: a whole
+    rc_context also restores what Jupyter's inline backend set meanwhile, and later figures then never show)."""
     @functools.wraps(figure)
     def draw(*args, **kwargs):
-        with plt.rc_context(STYLE):
+        saved = {key: plt.rcParams[key] for key in STYLE}
+        plt.rcParams.update(STYLE)
+        try:
             return figure(*args, **kwargs)
+        finally:
+            plt.rcParams.update(saved)
     return draw
 
 
