@@ -5,6 +5,8 @@ the process that held it."""
 from __future__ import annotations
 
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import shutil
@@ -106,3 +108,19 @@ def check_free_space(folder, need: int, what: str) -> None:
     if free < need:
         raise ConfigError(f"{folder} has {free / 2**20:.1f} MiB free, less than the {need / 2**20:.1f} MiB {what} "
                           f"needs; free space there or choose another output_dir")
+
+
+def files_sha256(paths) -> str:
+    """'sha256:...' of the files' contents in the given order: what a run's identity holds for its data, so the same
+    files elsewhere are the same run and edited ones another. Cached by path, size and mtime: a sweep hashes each
+    file once."""
+    paths = [Path(p) for p in paths]
+    return _files_sha256(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+
+
+@functools.lru_cache(maxsize=64)
+def _files_sha256(files: tuple) -> str:
+    digest = hashlib.sha256()
+    for path, _, _ in files:
+        digest.update(Path(path).read_bytes())
+    return "sha256:" + digest.hexdigest()[:16]

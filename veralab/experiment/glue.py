@@ -7,13 +7,12 @@ quoting off; CoLA's TSVs have no header and 4 columns (source, label, original l
 from __future__ import annotations
 
 import csv
-import functools
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import OneLineError
+from ..core.io import files_sha256
 
 GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B"}
 
@@ -131,16 +130,7 @@ def glue_file(glue_dir, task: str, split: str) -> Path:
 def glue_fingerprint(glue_dir, task: str) -> str:
     """sha256 of the task's train and dev files: what a run's identity holds instead of the folder's path, so the
     same data in another place (another machine, the GPU kit) is the same run, and edited data is another run."""
-    paths = [glue_file(glue_dir, task, split) for split in ("train", "dev")]
-    return _fingerprint(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
-
-
-@functools.lru_cache(maxsize=64)
-def _fingerprint(files: tuple) -> str:  # keyed by path, size and mtime: a sweep hashes each file once
-    digest = hashlib.sha256()
-    for path, _, _ in files:
-        digest.update(Path(path).read_bytes())
-    return "sha256:" + digest.hexdigest()[:16]
+    return files_sha256(glue_file(glue_dir, task, split) for split in ("train", "dev"))
 
 
 def check_glue_source(task: str, glue_dir) -> None:

