@@ -140,13 +140,18 @@ class RunConfig:
         return {**self.adapter.to_dict(), **run}
 
     @classmethod
-    def from_dict(cls, flat: dict) -> RunConfig:
-        """Build from one flat dict; an unknown name is refused with the closest known one."""
-        unknown = sorted(set(flat) - set(cls.field_names()))
+    def check_names(cls, names) -> None:
+        """Refuse names that are no setting, each with the closest one that is."""
+        unknown = sorted(set(names) - set(cls.field_names()))
         if unknown:
             hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, cls.field_names(), 1))
                      else repr(u) for u in unknown]
             raise ConfigError(f"unknown setting(s) {', '.join(hints)}; allowed: {', '.join(cls.field_names())}")
+
+    @classmethod
+    def from_dict(cls, flat: dict) -> RunConfig:
+        """Build from one flat dict; an unknown name is refused with the closest known one."""
+        cls.check_names(flat)
         adapter_names = {f.name for f in dataclasses.fields(AdapterConfig)}
         adapter = AdapterConfig(**{k: v for k, v in flat.items() if k in adapter_names})
         return cls(adapter=adapter, **{k: v for k, v in flat.items() if k not in adapter_names})

@@ -102,17 +102,25 @@ def read_checked(path: Path) -> dict:
     return record
 
 
+def read_row(path: Path) -> tuple[dict | None, str]:
+    """(the record's table row, "") or (None, why it cannot be one): what every table and figure reads of it."""
+    try:
+        return flatten(read_checked(path), path), ""
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return None, f"missing key {err}" if isinstance(err, KeyError) else str(err)
+
+
 def collect_records(runs="runs") -> pd.DataFrame:
     """A row per record under `runs`. An unreadable record is skipped with a warning naming it and why (one bad file
     must not hide every run from a table); their paths are in ``frame.attrs["skipped"]``."""
     rows, skipped = [], []
     for path in sorted(Path(runs).glob(f"**/{RECORD}")):
-        try:
-            rows.append(flatten(read_checked(path), path))
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            why = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+        row, why = read_row(path)
+        if row is None:
             warnings.warn(f"skipped {path}: not a readable veralab run record: {why}", stacklevel=2)
             skipped.append(str(path))
+        else:
+            rows.append(row)
     columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "setting", "metric", "score",
                "score_split", "score_best", "best_epoch", "adapter_params", "head_params", "trainable", "total",
                "adapter_bytes", "train_loss", "constant_loss", "wall_seconds", "samples_per_second", "error", "device",

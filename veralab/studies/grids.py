@@ -4,7 +4,6 @@ and validated RunConfig; two points that are the same run are refused, never mer
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import json
 from dataclasses import dataclass
@@ -223,10 +222,8 @@ def parse_sets(pairs: list[str]) -> dict:
     if reserved:
         raise ConfigError(f"--set cannot set {reserved}: tasks and seeds come from the grid, the folder from "
                           f"--output-dir, a GLUE folder from --glue-dir")
-    unknown = sorted(set(sets) - set(RunConfig.field_names()))
-    if unknown:
-        names = RunConfig.field_names()
-        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, names, 1)) else "")
-                 for u in unknown]
-        raise ConfigError(f"--set: unknown setting(s) {', '.join(hints)}; see veralab run --help")
+    try:
+        RunConfig.check_names(sets)
+    except ConfigError as err:
+        raise ConfigError(f"--set: {err}") from None
     return yaml_numbers(sets)

@@ -180,13 +180,9 @@ def claim(run_dir: Path):
 def unreadable_record(run_dir: Path) -> str:
     """Why `veralab collect` (every table and figure) could not read the run's record, or '': a record the tables
     would drop is a failed point, not a silent loss."""
-    from .collect import flatten, read_checked
+    from .collect import read_row
 
-    try:
-        flatten(read_checked(run_dir / RECORD), run_dir / RECORD)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        return f"missing key {err}" if isinstance(err, KeyError) else str(err)
-    return ""
+    return read_row(run_dir / RECORD)[1]
 
 
 def execute_point(point: Point, timeout: int | None = None, env: dict | None = None, keep_kernel: bool = False) -> dict:
