@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .tables import METHODS, SCORES, STATS, aggregate, check_one_setting, score_label
+from .tables import METHODS, SCORES, STATS, aggregate, check_one_setting, differing_keys, score_label
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
 MODEL_LABELS = {"minilm": "all-MiniLM-L6-v2 (22.7M, embedded)",
@@ -157,9 +157,8 @@ def check_comparable(columns: list[tuple[str, pd.DataFrame]], varied: tuple[str,
     """Refuse to draw side by side runs that differ in more than the panel varies (a 1-epoch, 64-example run beside
     a 3-epoch, 768-example study), naming how they differ."""
     settings = {label.replace("\n", " "): json.loads(runs["setting"].iloc[0]) for label, runs in columns}
-    keys = set().union(*settings.values()) - set(varied)
-    differ = {k: {label: s.get(k) for label, s in settings.items()} for k in sorted(keys)
-              if len({json.dumps(s.get(k)) for s in settings.values()}) > 1}
+    differ = {k: {label: s.get(k) for label, s in settings.items()} for k in differing_keys(settings.values())
+              if k not in varied}
     if differ:
         shown = "; ".join(f"{k}: " + ", ".join(f"{label} {v!r}" for label, v in values.items())
                           for k, values in list(differ.items())[:4])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.glue import GLUE_DIRS
-from .findings import FINDING_STUDIES, Finding, glue_findings, vit_findings
+from .findings import Finding, glue_findings, vit_findings
 from .selection import candidates, selection_section
 from .verdicts import (
     MARGIN,
@@ -201,8 +201,7 @@ def results_report(glue: pd.DataFrame, *, rank: int, lora_rank: int, grids: dict
     sections, summary = [], []
     findings = glue_findings(rank, lora_rank, grids)
     for i, finding in enumerate(findings, 1):
-        ablation = FINDING_STUDIES[i - 1] in ("vector_ablation", "init_ablation")
-        lines, overall, numbers = finding_section(i, finding, glue, edges, lower if ablation else None)
+        lines, overall, numbers = finding_section(i, finding, glue, edges, lower if finding.ablation else None)
         sections += lines
         summary.append(f"| {i}. {finding.title} | **{overall}** | {numbers} |")
     if vit is not None and not vit.empty:

@@ -24,12 +24,18 @@ def ok_runs(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["status"] == "ok"].copy()
 
 
+def differing_keys(settings) -> list[str]:
+    """The keys whose values are not the same in every one of `settings` (dicts), sorted."""
+    settings = list(settings)
+    return sorted(k for k in set().union(*settings) if len({json.dumps(s.get(k)) for s in settings}) > 1)
+
+
 def check_one_setting(frame: pd.DataFrame, by: list[str]) -> None:
     """Refuse a group of `by` that holds runs of more than one setting: averaging them would be wrong."""
     for key, group in frame.groupby(by, dropna=False):
         if group["setting"].nunique() > 1:
             settings = [json.loads(s) for s in group["setting"].unique()]
-            differ = sorted(k for k in set().union(*settings) if len({json.dumps(s.get(k)) for s in settings}) > 1)
+            differ = differing_keys(settings)
             values = {k: sorted({str(s.get(k)) for s in settings}) for k in differ[:4]}
             raise ValueError(f"runs grouped as {dict(zip(by, key if isinstance(key, tuple) else (key,)))} come "
                              f"from {len(settings)} different settings ({values}); they are not repeats of one "
@@ -120,8 +126,7 @@ def split_settings(runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     settings = {s: json.loads(s) for s in runs["setting"].unique()}
     if len(settings) == 1:
         return [("", runs)]
-    keys = sorted(k for k in set().union(*settings.values())
-                  if len({json.dumps(v.get(k)) for v in settings.values()}) > 1)
+    keys = differing_keys(settings.values())
     return [(" (" + ", ".join(f"{k}={value.get(k)}" for k in keys) + ")", runs[runs["setting"] == setting])
             for setting, value in settings.items()]
 
