@@ -120,3 +120,16 @@ def test_figures_go_beside_the_records_unless_told_never_over_the_committed_ones
     assert done.returncode == 0, done.stderr
     assert (runs / "figures" / "results.md").is_file()
     assert all(line.startswith(str(runs / "figures")) for line in done.stdout.splitlines())
+
+
+def test_a_record_written_before_a_setting_existed_is_the_same_setting_as_one_written_after(runs):
+    first, second = sorted(runs.iterdir())
+    old = json.loads((second / "record.json").read_text())
+    for name in ("text_column", "text_pair_column", "label_column", "data", "validation_holdout"):
+        old["config"].pop(name, None)  # as records made before these settings were added
+    (second / "record.json").write_text(json.dumps(old))
+    frame = collect_records(runs)
+    new = json.loads(frame[frame["name"] == first.name]["setting"].iloc[0])
+    before = json.loads(frame[frame["name"] == second.name]["setting"].iloc[0])
+    assert {k: before[k] for k in ("text_column", "label_column", "data")} == \
+        {k: new[k] for k in ("text_column", "label_column", "data")}

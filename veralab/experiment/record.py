@@ -3,6 +3,7 @@ redraw it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import subprocess
@@ -11,14 +12,23 @@ from pathlib import Path
 from ..core.checkpoint import veralab_version
 
 RECORD = "record.json"
-# Settings added since records were first written, as the runs that lack them ran: a BERT's head was its classifier
-# alone before `head_scope` existed.
+# Settings added since records were first written, as the runs that lack them ran: the setting's default, except
+# where it is listed here (a BERT's head was its classifier alone before `head_scope` existed).
 BEFORE_FIELD = {"head_scope": "classifier"}
 
 
 def record_config(record: dict) -> dict:
-    """A record's flat config, with the settings it predates filled in as that run used them."""
-    return {**BEFORE_FIELD, **record["config"]}
+    """A record's flat config, with the settings it predates filled in as that run used them: records written
+    before and after a setting was added are then the same setting (tables pool their seeds), as they are the same
+    run."""
+    return {**_defaults(), **BEFORE_FIELD, **record["config"]}
+
+
+@functools.lru_cache(maxsize=1)
+def _defaults() -> dict:
+    from .config import RunConfig
+
+    return RunConfig().to_dict()
 
 
 def read_record(directory) -> dict | None:
