@@ -227,7 +227,8 @@ def load_adapter(model: nn.Module, path, strict: bool = True) -> nn.Module:
             f"({made_for}); this {type(model).__name__} has {len(actual['adapted'])}. First differences (saved vs "
             f"this model): {diff or 'layer count'}")
     tensors = read_tensors(path / WEIGHTS, "save the adapter again")
-    _check(manifest.get("tensors_sha256"), _digest(tensors.items()), strict, AdapterFileError,
+    saved = manifest.get("tensors_sha256")
+    _check(bool(saved) and saved != _digest(tensors.items()), strict, AdapterFileError,
            f"adapter at {path}: {WEIGHTS} does not hold the tensors that were saved (their checksum differs from "
            f"tensors_sha256 in {CONFIG}): the file was damaged or replaced; save the adapter again")
     for i, projection in enumerate(projections(model)):
@@ -242,7 +243,7 @@ def load_adapter(model: nn.Module, path, strict: bool = True) -> nn.Module:
             f"shared) were edited, or this torch draws other random numbers: restore the saved {CONFIG}, or save the "
             "adapter again with save_projection=True")
     differ = base_differs(manifest["base_weights"], base_fingerprint(model)) if manifest.get("base_weights") else []
-    _check(differ, [], strict, AdapterMismatchError,
+    _check(bool(differ), strict, AdapterMismatchError,
            f"adapter at {path} was trained on other base weights than this {type(model).__name__}'s (made for "
            f"{made_for}; {len(differ)} frozen tensor(s) differ, first {differ[:2]}): same shapes, other numbers, "
            f"so it would give other logits. Load the base model it was trained on, or pass strict=False to load it "
@@ -251,9 +252,9 @@ def load_adapter(model: nn.Module, path, strict: bool = True) -> nn.Module:
     return model
 
 
-def _check(saved, here, strict: bool, error: type, message: str) -> None:
-    """Refuse (or with strict=False warn) where a saved check differs; an adapter saved without one passes."""
-    if saved and saved != here:
+def _check(differs: bool, strict: bool, error: type, message: str) -> None:
+    """Refuse (or with strict=False warn) where a check saved with the adapter differs from this model's."""
+    if differs:
         if strict:
             raise error(message)
         warnings.warn(f"{message} (loaded anyway: strict=False)", stacklevel=3)

@@ -324,7 +324,7 @@ def _train_and_record(config: RunConfig, run_dir) -> dict:
                       resolved={"lr": config.adapter_lr, "head_lr": config.task_head_lr,
                                 "target_modules": list(resolved.target_modules or ()),
                                 "head_modules": list(resolved.head_modules or ())})
-        trained = count_parameters(setup.model)["trainable"]
+        trained = sum(p.numel() for p in setup.model.parameters() if p.requires_grad)  # float32: 4 bytes each
         check_free_space(run_dir, RECORD_ROOM + 4 * trained * config.save_adapter, "the record and adapter")
         result = train(setup, config, device)
         test = held_out_test(setup, device, precision)
