@@ -34,11 +34,16 @@ def candidates(frame: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows).sort_values(["task", "method", "rate"]).reset_index(drop=True)
     table["chosen"] = False
     for _, group in table.groupby(["task", "method"]):
-        eligible = group[group["failed"].map(len) == 0]
-        if len(eligible):
-            table.loc[eligible.sort_values(["median", "rate"], ascending=[False, True]).index[0], "chosen"] = True
+        ranked = _ranked(group)
+        if len(ranked):
+            table.loc[ranked.index[0], "chosen"] = True
     table["edge"] = [grid_edge(r.method, r.rate) if r.chosen else "" for r in table.itertuples()]
     return table[columns]
+
+
+def _ranked(group: pd.DataFrame) -> pd.DataFrame:
+    """A task's and method's candidates where no seed failed, best first: highest median, a tie to the lower rate."""
+    return group[group["failed"].map(len) == 0].sort_values(["median", "rate"], ascending=[False, True])
 
 
 def grid_edge(method: str, rate: float) -> str:
@@ -51,8 +56,7 @@ def grid_edge(method: str, rate: float) -> str:
 
 def separation(table: pd.DataFrame, task: str, method: str) -> dict | None:
     """The chosen rate against the runner-up, paired by seed: per-seed differences and their mean, in points."""
-    group = table[(table["task"] == task) & (table["method"] == method) & (table["failed"].map(len) == 0)]
-    group = group.sort_values(["median", "rate"], ascending=[False, True])
+    group = _ranked(table[(table["task"] == task) & (table["method"] == method)])
     if len(group) < 2:
         return None
     best, second = group.iloc[0], group.iloc[1]
