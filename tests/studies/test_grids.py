@@ -85,9 +85,13 @@ def test_task_overrides_from_a_grid_file_and_their_typos(tmp_path):
     points = expand("vit", load_grid("vit", "default", grid), tmp_path)
     assert {(p.params["task"], p.params["epochs"]) for p in points} == {("digits", 7), ("mnist_5k", profiles.DEFAULT_IMAGE["epochs"])}
     typo = _grid_file(tmp_path, {"tasks": ["digits"], "task_overrides": {"digit": {"epochs": 7}}})
-    with pytest.raises(ConfigError, match=r"task_overrides names task\(s\) \['digit'\] that are not in the grid's "
-                                          r"tasks \['digits'\]"):
+    with pytest.raises(ConfigError, match=r"task_overrides names task\(s\) \['digit'\] that are neither in the "
+                                          r"grid's tasks \['digits'\] nor known tasks"):
         expand("vit", load_grid("vit", "default", typo), tmp_path)
+    # a grid file narrowing a profile's tasks keeps the profile's overrides for the tasks it leaves out, unused
+    narrow = _grid_file(tmp_path, {"tasks": ["sst2"], "seeds": [0], "points": [{"method": "head"}]})
+    points = expand("main_table", load_grid("main_table", "glue_cpu", narrow), tmp_path)
+    assert [p.params["head_lr"] for p in points] == [profiles.GLUE_CPU_HEAD_LR["sst2"]]
 
 
 def test_dry_run_prints_every_resolved_point_and_runs_nothing(tmp_path):

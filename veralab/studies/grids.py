@@ -16,6 +16,7 @@ from ..experiment.config import RunConfig
 from ..experiment.glue import GLUE_TASKS
 from ..experiment.precision import check_precision
 from ..experiment.record import read_record
+from ..experiment.tasks import IMAGE_TASKS, TEXT_TASKS
 from .profiles import PROFILES
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -161,9 +162,12 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None,
     axes = grid.get("axes") or {}
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
     overrides = grid.get("task_overrides") or {}
-    stray = sorted(set(overrides) - set(grid["tasks"]))
+    # an override for a known task the grid leaves out is unused (a grid file narrowing a profile's tasks keeps the
+    # profile's overrides); an unknown name is a typo that would silently not apply
+    stray = sorted(set(overrides) - set(grid["tasks"]) - set(TEXT_TASKS) - set(IMAGE_TASKS))
     if stray:
-        raise ConfigError(f"task_overrides names task(s) {stray} that are not in the grid's tasks {grid['tasks']}")
+        raise ConfigError(f"task_overrides names task(s) {stray} that are neither in the grid's tasks {grid['tasks']} "
+                          f"nor known tasks ({', '.join((*TEXT_TASKS, *IMAGE_TASKS))})")
     base = grid.get("base") or {}
     for where, settings, reserved in [("grid point", p, RESERVED) for p in grid.get("points") or []] + \
                                      [(f"task_overrides[{t!r}]", method_settings(o, m), RESERVED)
