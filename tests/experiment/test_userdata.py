@@ -73,9 +73,9 @@ def test_data_that_makes_no_task_is_named_with_file_column_and_line(tmp_path, ro
 
 
 def test_custom_needs_data_and_data_needs_custom_and_a_known_format(tmp_path):
-    with pytest.raises(ConfigError, match="give both task='custom' and data="):
+    with pytest.raises(ConfigError, match="give task='custom' and data="):
         RunConfig(task="custom")
-    with pytest.raises(ConfigError, match="give both task='custom' and data="):
+    with pytest.raises(ConfigError, match="give task='custom' and data="):
         RunConfig(task="sst2", data=str(_csv(tmp_path / "d.csv", _reviews())))
     (tmp_path / "d.xlsx").write_text("x")
     with pytest.raises(UserDataError, match=r"unknown format '.xlsx'; allowed: .csv, .tsv, .jsonl, .json"):

@@ -133,3 +133,23 @@ def test_a_record_written_before_a_setting_existed_is_the_same_setting_as_one_wr
     before = json.loads(frame[frame["name"] == second.name]["setting"].iloc[0])
     assert {k: before[k] for k in ("text_column", "label_column", "data")} == \
         {k: new[k] for k in ("text_column", "label_column", "data")}
+
+
+def test_collect_prints_a_compact_table_and_leaves_fields_a_method_has_no_use_for_empty(tmp_path):
+    if not list(RESULTS.glob("*/record.json")):
+        pytest.skip("no committed records under results/default")
+    frame = collect_records(RESULTS)
+    head = frame[frame["method"] == "head"]
+    lora = frame[frame["method"] == "lora"]
+    assert head["rank"].isna().all() and head["d_init"].isna().all() and lora["d_init"].isna().all()
+    assert lora["rank"].notna().all() and frame[frame["method"] == "vera"]["d_init"].notna().all()
+    done = subprocess.run([sys.executable, "-m", "veralab", "collect", "--runs", str(RESULTS)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0].split()
+    assert header[:4] == ["name", "status", "task", "variant"] and "setting" not in header and "path" not in header
+    assert "69 records; 14 of 48 columns shown (--all-columns for every one" in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) < 200
+    wide = subprocess.run([sys.executable, "-m", "veralab", "collect", "--runs", str(RESULTS), "--all-columns"],
+                          capture_output=True, text=True, timeout=120)
+    assert "setting" in wide.stdout.splitlines()[0]

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from veralab.studies.collect import collect_records, flatten
-from veralab.studies.figures import ablation_rank, main_figure, make_all, rank_sweep_figure
+from veralab.studies.figures import ablation_rank, init_ablation_figure, main_figure, make_all, rank_sweep_figure
 from veralab.studies.grids import sweep_points
+from veralab.studies.notebook import load_records
 from veralab.studies.plotting import provenance
 from veralab.studies.profiles import PROFILES
 from veralab.studies.tables import aggregate, cell, main_table, results_table
@@ -60,7 +61,7 @@ def test_vit_table_has_the_four_methods_with_adapter_counts(records):
 
 def test_committed_results_show_vera_beating_head_only(records):
     """The issue's bar for the embedded tasks: VeRA above the head-only baseline on held-out data (medians)."""
-    medians = records.groupby(["task", "method", "rank"])["score"].median()
+    medians = records.groupby(["task", "method", "rank"], dropna=False)["score"].median()
     for task in ("rotten_tomatoes", "mnist_5k", "digits"):
         vera = medians[task]["vera"].max()
         head = medians[task]["head"].iloc[0]
@@ -182,3 +183,69 @@ def test_runs_that_differ_beyond_the_compared_field_are_not_drawn_as_a_pair(reco
                                          r"\(method, rank, lr, head_lr\): epochs: .*LoRA r=4 1"):
         main_figure(frame, "image")
     main_figure(records, "image")  # the committed study: one setting but the method's own
+
+
+def _your_runs(tmp_path, changes: list[dict]) -> Path:
+    """The user's runs in the real record format: the committed VeRA r=256 seed-0 run (as a user's re-run of that
+    point reproduces it), each with its config `changes` applied."""
+    candidates = [json.loads(p.read_text()) for p in RESULTS.glob("rotten_tomatoes-vera-r256-s0-*/record.json")]
+    template = next(r for r in candidates if flatten(r)["default_variant"])
+    folder = tmp_path / "runs"
+    for i, change in enumerate(changes):
+        record = json.loads(json.dumps(template))
+        record["config"].update(change)
+        record["name"] = f"yours-{i}"
+        (folder / record["name"]).mkdir(parents=True)
+        (folder / record["name"] / "record.json").write_text(json.dumps(record))
+    return folder
+
+
+def _legend(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+
+
+def test_your_runs_are_drawn_on_the_committed_study_never_pooled_with_it(records, tmp_path, capsys):
+    runs = _your_runs(tmp_path, [{}, {"d_init": 0.01}, {"epochs": 1}])
+    frame = load_records(runs, committed=RESULTS)
+    assert "the study: 69 records" in capsys.readouterr().out and frame["yours"].sum() == 3
+    d_panel, ab_panel = [ax for ax in init_ablation_figure(frame).axes if ax.get_title()]
+    ticks = [t.get_text().split("\n")[0] for t in d_panel.get_xticklabels()]
+    assert ticks == ["d_init=1e-07", "d_init=0.01", "d_init=0.1", "d_init=1"]  # the new setting: its own column
+    texts = [t.get_text() for t in d_panel.texts]
+    assert any(t.startswith("yours ") and t.endswith("n=1") for t in texts)
+    assert sum(t.endswith("n=3") for t in texts) == 3  # the study's columns keep their 3 seeds: nothing pooled
+    crosses = [c for c in d_panel.collections if c.get_offsets().shape[0] and
+               tuple(c.get_facecolor()[0][:3]) == (0.0, 0.0, 0.0)]
+    assert sum(c.get_offsets().shape[0] for c in crosses) == 2  # the re-run and the d_init=0.01 run
+    assert "your runs (n=2)" in _legend(d_panel)
+    assert "not drawn: 1 of your runs (setting differs in epochs)" in _legend(d_panel)
+    [rank_panel] = [ax for ax in rank_sweep_figure(frame).axes if ax.get_title()]
+    assert "your runs (n=1)" in _legend(rank_panel)
+    table = main_table(frame[frame["kind"] == "image"], "image")
+    assert not table["variant"].str.contains("yours").any()
+    assert len(load_records(runs, committed=RESULTS, overlay=False)) == 3  # a whole sweep of one's own: alone
+
+
+def test_your_runs_alone_on_a_task_the_study_lacks_are_the_panel(records, tmp_path):
+    runs = _your_runs(tmp_path, [{"d_init": d, "run_seed": s} for d in (0.01, 0.1) for s in (0, 1)])
+    frame = load_records(runs, committed=RESULTS)
+    frame = pd.concat([frame[~frame["yours"]], frame[frame["yours"]].assign(task="digits_text")])
+    panels = [ax for ax in init_ablation_figure(frame).axes if ax.get_title()]
+    own = [ax for ax in panels if "digits_text" in ax.get_title()]
+    assert own and "your runs" not in " ".join(_legend(own[0]))  # drawn as the panel's study, not as crosses
+
+
+def test_figures_draw_on_the_callers_axes_at_a_given_size_with_the_caption_kept_apart(records):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    assert init_ablation_figure(records, ax=axes) is fig
+    assert fig._suptitle is None and not fig.texts and axes[0].get_title()  # panels drawn; the figure is the caller's
+    assert "all-MiniLM-L6-v2" in fig.veralab_caption and "seeds [0, 1, 2]" in fig.veralab_caption
+    with pytest.raises(ValueError, match=r"draws 2 panel\(s\), 1 row\(s\) of 2; ax= gave 1 axes"):
+        init_ablation_figure(records, ax=axes[0])
+    small = main_figure(records, "image", figsize=(8, 3), caption=False)
+    assert tuple(small.get_size_inches()) == (8, 3) and small.texts == [small._suptitle]  # no footer in the image
+    assert "tiny ViT" in small.veralab_caption
+    assert len(main_figure(records, "image").texts) == 2  # by default the caption is the footer, under the title
+    plt.close("all")

@@ -1,5 +1,7 @@
-"""JupyterLab is the front door: in a real (headless) Chromium, the quickstart notebook opens in JupyterLab on the
-project's "Python (veralab)" kernel, Run All runs every cell without an error or a stderr box, and a figure renders.
+"""JupyterLab is the front door: in a real (headless) Chromium, a notebook opens in JupyterLab on the project's
+"Python (veralab)" kernel, Run All runs every cell without an error or a stderr box, and a figure renders: the
+quickstart's, and the rank sweep's and the initialization ablation's, each in a fresh checkout's layout (no runs yet)
+ending in the committed study with the run just trained drawn on it.
 
 Debian's `chromium` and `chromium-driver` drive it through Selenium (`make system-data` installs them when root); the
 test is skipped, with the reason, only where they cannot be found. JupyterLab serves a copy of the notebook from a
@@ -26,11 +28,16 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-NOTEBOOK = "notebooks/00_quickstart.ipynb"
+# notebook -> what its output must say (besides a rendered figure): the study notebooks draw the run Run All trained
+# on the committed study
+NOTEBOOKS = {"00_quickstart": [],
+             "01_rank_sweep": ["the study: 69 records from", "yours, drawn on it as black crosses: 1 records"],
+             "02_init_ablation": ["the study: 69 records from", "yours, drawn on it as black crosses: 1 records"]}
 KERNEL_NAME = "veralab"
 KERNEL_DISPLAY_NAME = "Python (veralab)"
 JUPYTER = Path(sys.executable).with_name("jupyter")
-RUN_TIMEOUT_S = 600  # the quickstart trains MiniLM for a few steps on the CPU: about half a minute on 2 idle cores
+RUN_TIMEOUT_S = 600  # the quickstart trains MiniLM for a few steps (half a minute on 2 idle cores), a study notebook
+# one default-profile run (one to two minutes)
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMEDRIVER_PATHS = ("chromedriver", "/usr/lib/chromium/chromedriver", "/usr/lib/chromium-browser/chromedriver")
 
@@ -119,24 +126,26 @@ def _git_status_notebooks() -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-@pytest.fixture
-def notebook_copy(tmp_path):
-    """A copy of the quickstart under a temporary root: JupyterLab saves (and checkpoints) there, never in notebooks/.
-
-    notebooks/' git status must be the same afterwards (compared as status lines, not contents, so an edit someone
-    makes to an already modified notebook while the test runs is not taken for the test's).
+@pytest.fixture(params=list(NOTEBOOKS))
+def notebook_copy(request, tmp_path):
+    """A fresh checkout's layout under a temporary root (the notebooks, pyproject.toml and the committed default
+    study; no runs yet): JupyterLab saves (and checkpoints) there and the notebooks write their runs there, never in
+    the repository. notebooks/' git status must be the same afterwards (compared as status lines, not contents, so an
+    edit someone makes to an already modified notebook while the test runs is not taken for the test's).
     """
     before = _git_status_notebooks()
     root = tmp_path / "root"
-    (root / NOTEBOOK).parent.mkdir(parents=True)
-    shutil.copy2(REPO / NOTEBOOK, root / NOTEBOOK)
-    yield root
+    shutil.copytree(REPO / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+    shutil.copytree(REPO / "results" / "default", root / "results" / "default")
+    yield root, request.param
     after = _git_status_notebooks()
     assert after == before, f"the test changed notebooks/ in the repository:\nbefore:\n{before}\nafter:\n{after}"
 
 
 @pytest.fixture
 def lab(notebook_copy, tmp_path):
+    root, notebook = notebook_copy
     """JupyterLab as `make lab` starts it (no MPLBACKEND, so plots are inline), on a free port with a random token."""
     for name, values in LAB_SETTINGS.items():
         path = tmp_path / "lab-settings" / name
@@ -166,9 +175,9 @@ def lab(notebook_copy, tmp_path):
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(JUPYTER), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebook_copy}"]
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
             + (["--allow-root"] if os.geteuid() == 0 else []),
-            cwd=notebook_copy, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -185,7 +194,7 @@ def lab(notebook_copy, tmp_path):
             if time.monotonic() > deadline:
                 pytest.fail(f"JupyterLab did not answer on {base} within 90 s:\n{_tail(log)}")
             time.sleep(0.5)
-        yield {"base": base, "token": token, "log": log, "root": notebook_copy}
+        yield {"base": base, "token": token, "log": log, "root": root, "notebook": notebook}
     finally:
         _stop_process_tree(proc)
 
@@ -224,11 +233,11 @@ def _describe(state, screenshot) -> str:
     return "\n".join(lines)
 
 
-def test_quickstart_runs_in_jupyterlab(browser, lab, tmp_path):  # browser first: a skip starts no JupyterLab
+def test_run_all_in_jupyterlab(browser, lab, tmp_path):  # browser first: a skip starts no JupyterLab
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    screenshot = tmp_path / "jupyterlab.png"
+    screenshot = tmp_path / f"jupyterlab-{lab['notebook']}.png"
 
     def state():
         return browser.execute_script(READ_CELLS_JS)
@@ -247,7 +256,7 @@ def test_quickstart_runs_in_jupyterlab(browser, lab, tmp_path):  # browser first
             fail(f"{message} ({type(err).__name__})")
 
     start = time.monotonic()
-    browser.get(f"{lab['base']}/lab/tree/{NOTEBOOK}?token={lab['token']}")
+    browser.get(f"{lab['base']}/lab/tree/notebooks/{lab['notebook']}.ipynb?token={lab['token']}")
     wait_for(lambda: (s := state()) and s["cells"] and (s["kernel"] or s["dialogs"]), 120,
              "the notebook did not open in JupyterLab")
 
@@ -291,7 +300,12 @@ def test_quickstart_runs_in_jupyterlab(browser, lab, tmp_path):  # browser first
     wait_for(finished, RUN_TIMEOUT_S, f"the notebook did not finish within {RUN_TIMEOUT_S} s", poll=1.0)
     final = state()
     ran = time.monotonic()
+    browser.execute_script("const imgs = document.querySelectorAll('.jp-OutputArea-output img');"
+                           "if (imgs.length) imgs[imgs.length - 1].scrollIntoView({block: 'center'});")
+    time.sleep(0.5)
     browser.save_screenshot(str(screenshot))
+    if os.environ.get("VERALAB_SCREENSHOTS"):  # a folder to keep the screenshots in, to look at them
+        shutil.copy2(screenshot, Path(os.environ["VERALAB_SCREENSHOTS"]) / screenshot.name)
     report = f"{_describe(final, screenshot)}\n--- JupyterLab log:\n{_tail(lab['log'], 3000)}"
 
     not_run = [c["index"] for c in final["cells"] if not re.fullmatch(r"\[\d+\]:", c["prompt"])]
@@ -303,5 +317,18 @@ def test_quickstart_runs_in_jupyterlab(browser, lab, tmp_path):  # browser first
     assert not final["dialogs"], f"a dialog is open\n{report}"
     figures = [c["index"] for c in final["cells"] for o in c["outputs"] if any(w > 0 for w in o["images"])]
     assert figures, f"no rendered figure (an <img> in an output area) in any cell\n{report}"
-    print(f"quickstart ran in JupyterLab on {KERNEL_DISPLAY_NAME!r}: {len(final['cells'])} code cells, "
+    last = " ".join(o["text"] for o in final["cells"][figures[-1]]["outputs"])
+    missing = [text for text in NOTEBOOKS[lab["notebook"]] if text not in last]
+    assert not missing, f"the last figure's cell does not say {missing}\n{report}"
+    if NOTEBOOKS[lab["notebook"]]:  # the run it trained is in the checkout's runs/, and its figure draws it
+        assert len(list((lab["root"] / "runs").glob("*/record.json"))) == 1, report
+        from veralab.studies import figures
+        from veralab.studies.notebook import load_records
+
+        frame = load_records(lab["root"] / "runs", committed=lab["root"] / "results" / "default")
+        figure = {"01_rank_sweep": figures.rank_sweep_figure, "02_init_ablation": figures.init_ablation_figure}
+        legends = [t.get_text() for ax in figure[lab["notebook"]](frame).axes if ax.get_legend()
+                   for t in ax.get_legend().get_texts()]
+        assert "your runs (n=1)" in legends and not [t for t in legends if t.startswith("not drawn")], legends
+    print(f"{lab['notebook']} ran in JupyterLab on {KERNEL_DISPLAY_NAME!r}: {len(final['cells'])} code cells, "
           f"figures in cells {figures}; page and kernel up in {opened - start:.0f} s, Run All took {ran - opened:.0f} s")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..core.config import AdapterConfig, ConfigError
 from .glue import GLUE_TASKS, glue_fingerprint
+from .images import IMAGE_FOLDER_TASK
 from .models import EMBEDDED_TEXT, EMBEDDED_VISION
 from .precision import PRECISIONS, resolve_precision
 from .tasks import task_kind
@@ -59,7 +60,8 @@ class RunConfig:
     validation_holdout: int | None = None
     shots_per_class: int | None = 10  # image tasks: the paper's 10 training images per class
     glue_dir: str | None = None
-    data: str | None = None  # task "custom": your CSV, TSV or JSON Lines file, or a save_to_disk folder
+    data: str | None = None  # task "custom": your CSV, TSV or JSON Lines file, or a save_to_disk folder; task
+    # "custom_images": a folder of images, FOLDER/<class>/<image> (or FOLDER/train/... and FOLDER/test/...)
     text_column: str = "text"  # task "custom": the column holding the text
     text_pair_column: str | None = None  # task "custom": a second text (sentence pairs), or None
     label_column: str = "label"  # task "custom": class names, or numbers with a fraction (regression)
@@ -114,11 +116,17 @@ class RunConfig:
             if not Path(self.checkpoint).expanduser().is_file():
                 raise ConfigError(f"checkpoint {self.checkpoint} is not a file; expected a .safetensors or .pth "
                                   f"file of the vision model's weights")
-        if (self.task == CUSTOM_TASK) != (self.data is not None):
-            raise ConfigError("task 'custom' trains on your data: give both task='custom' and data=<a CSV, TSV or "
-                              f"JSON Lines file, or a save_to_disk folder> (got task={self.task!r}, "
-                              f"data={self.data!r})")
-        if self.data is not None:
+        if (self.task in (CUSTOM_TASK, IMAGE_FOLDER_TASK)) != (self.data is not None):
+            raise ConfigError("tasks 'custom' (text) and 'custom_images' train on your data: give task='custom' "
+                              "and data=<a CSV, TSV or JSON Lines file, or a save_to_disk folder>, or "
+                              "task='custom_images' and data=<an ImageFolder tree> (got task="
+                              f"{self.task!r}, data={self.data!r})")
+        if self.data is not None and self.task == IMAGE_FOLDER_TASK:
+            if not Path(self.data).expanduser().is_dir():
+                raise ConfigError(f"data {self.data} is not a folder; task 'custom_images' reads an ImageFolder "
+                                  f"tree: FOLDER/<class>/<image>, or FOLDER/train/<class>/... and "
+                                  f"FOLDER/test/<class>/...")
+        elif self.data is not None:
             check_data_path(self.data)
         if self.validation_holdout is not None and kind != "text":
             raise ConfigError(f"validation_holdout carves a validation slice out of a text task's training split; "

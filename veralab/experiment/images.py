@@ -1,4 +1,5 @@
-"""Image classification data: the paper's few-shot protocol, on hub datasets or the embedded MNIST-5k and digits.
+"""Image classification data: the paper's few-shot protocol, on hub datasets, the embedded MNIST-5k and digits, or
+your own images in torchvision's ImageFolder layout (task "custom_images", data=FOLDER).
 
 Protocol (paper, image classification): a fixed number of training images per class, drawn with a seed; evaluation
 on the test split. Images are resized to the backbone's input size and channel count, then normalized.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.config import OneLineError
 from .resources import fashion_mnist_dir, mnist_5k_file
 
 HUB_IMAGE_DATASETS = {  # task name -> (hub id, image column, label column, test split)
@@ -31,6 +34,9 @@ TEST_SPLITS = {  # what each task's test split is, for records and figures: "off
     "fashion_mnist": "official test split (10,000 images)",
 }
 EMBEDDED_IMAGE_DATASETS = ("mnist_5k", "digits", "fashion_mnist")
+IMAGE_FOLDER_TASK = "custom_images"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+FOLDER_SIZE = 224  # images of your folder that differ in size are resized to this square (the paper's ViT input)
 EMBEDDED_TEST_FRACTION = 0.2  # MNIST-5k and digits ship no test split: a fixed, seeded 20% is held out
 
 
@@ -77,6 +83,83 @@ def embedded_split(name: str, split: str) -> ImageSplit:
     n_test = int(len(labels) * EMBEDDED_TEST_FRACTION)
     chosen = order[:n_test] if split == "test" else order[n_test:]
     return ImageSplit(torch.from_numpy(images[chosen]).unsqueeze(1), torch.from_numpy(labels[chosen]))
+
+
+class ImageFolderError(OneLineError, ValueError):
+    """An image folder that does not make a task, named with where and what would."""
+
+
+def _class_folders(root: Path) -> dict[str, list[Path]]:
+    classes = {d.name: sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+               for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+    empty = [name for name, files in classes.items() if not files]
+    if empty:
+        raise ImageFolderError(f"data {root}: class folder(s) {empty} hold no image ({', '.join(IMAGE_SUFFIXES)})")
+    if len(classes) < 2:
+        raise ImageFolderError(f"data {root} holds {len(classes)} class folder(s) {sorted(classes)}; an image task "
+                               f"needs at least 2: FOLDER/<class>/<image> (or FOLDER/train/<class>/... and "
+                               f"FOLDER/test/<class>/...), as torchvision's ImageFolder")
+    return classes
+
+
+def _read_images(files: list[Path]) -> list[np.ndarray]:
+    from PIL import Image, UnidentifiedImageError
+
+    arrays = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("L") if image.mode in ("1", "L", "I;16") else
+                                         image.convert("RGB")))
+        except (OSError, UnidentifiedImageError) as err:
+            raise ImageFolderError(f"data: {path} is not a readable image ({err})") from None
+    return arrays
+
+
+def image_folder(root) -> tuple[ImageSplit, ImageSplit, list[str], dict]:
+    """(train, test, class names, notes) of an ImageFolder tree: FOLDER/train/<class>/ and FOLDER/test/<class>/ as
+    given (a validation/ folder is not used: images are scored on test), else FOLDER/<class>/ with a fixed, seeded
+    20% held out as test. Labels index the sorted class names; grayscale stays one channel; sizes that differ are
+    resized to FOLDER_SIZE."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ImageFolderError(f"data {root} is not a folder; task {IMAGE_FOLDER_TASK!r} reads an ImageFolder tree: "
+                               f"FOLDER/<class>/<image>, or FOLDER/train/<class>/... and FOLDER/test/<class>/...")
+    given = (root / "train").is_dir() and (root / "test").is_dir()
+    parts = {split: _class_folders(root / split) for split in ("train", "test")} if given else \
+        {"all": _class_folders(root)}
+    classes = sorted(next(iter(parts.values())))
+    if given and sorted(parts["test"]) != classes:
+        raise ImageFolderError(f"data {root}: train/ has classes {classes}, test/ {sorted(parts['test'])}; both need "
+                               f"the same class folders")
+    files = {split: [(f, classes.index(c)) for c, fs in found.items() for f in fs] for split, found in parts.items()}
+    arrays = {split: _read_images([f for f, _ in pairs]) for split, pairs in files.items()}
+    every = [a for split in arrays.values() for a in split]
+    channels = 1 if all(a.ndim == 2 for a in every) else 3
+    same_size = len({a.shape[:2] for a in every}) == 1
+
+    def tensor(images: list[np.ndarray]) -> torch.Tensor:
+        out = []
+        for a in images:
+            x = torch.from_numpy(a.copy()).reshape(a.shape[0], a.shape[1], -1).permute(2, 0, 1)
+            x = x.expand(3, -1, -1) if channels == 3 and x.shape[0] == 1 else x
+            if not same_size:
+                x = F.interpolate(x[None].float(), size=(FOLDER_SIZE, FOLDER_SIZE), mode="bilinear",
+                                  antialias=True, align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)
+            out.append(x)
+        return torch.stack(out)
+
+    splits = {split: ImageSplit(tensor(arrays[split]), torch.tensor([y for _, y in files[split]]))
+              for split in files}
+    if not given:
+        whole = splits["all"]
+        order = torch.from_numpy(np.random.default_rng(0).permutation(len(whole.labels)))
+        n_test = max(1, int(len(order) * EMBEDDED_TEST_FRACTION))
+        splits = {"test": ImageSplit(whole.images[order[:n_test]], whole.labels[order[:n_test]]),
+                  "train": ImageSplit(whole.images[order[n_test:]], whole.labels[order[n_test:]])}
+    notes = {"classes": classes, "test_split": "FOLDER/test/" if given else "a fixed 20% held out (seed 0)",
+             "resized_to": None if same_size else FOLDER_SIZE}
+    return splits["train"], splits["test"], classes, notes
 
 
 def hub_split(name: str, split: str) -> ImageSplit:

@@ -166,7 +166,7 @@ def grouped_by_length(order, lengths, batch_size: int, rng, chunk_batches: int =
 
 
 def _image_setup(config: RunConfig, device) -> TaskSetup:
-    data = load_image_task(config.task, config.shots_per_class, config.run_seed)
+    data = load_image_task(config.task, config.shots_per_class, config.run_seed, config.data)
     model, spec = load_vision_model(config.model_name, data.num_labels, checkpoint=config.checkpoint)
     train_x, train_y = image_tensors(subsample(data.train, config.max_train_samples, config.run_seed))
     test_x, test_y = image_tensors(subsample(data.test, config.max_eval_samples, 0))

@@ -20,13 +20,21 @@ from datasets import Array3D, Dataset, Features, Value
 
 from ..core.config import OneLineError
 from .glue import GLUE_TASKS, check_glue_source, glue_fingerprint, load_glue_hub, read_glue_split
-from .images import EMBEDDED_IMAGE_DATASETS, HUB_IMAGE_DATASETS, TEST_SPLITS, few_shot_indices, load_image_split
+from .images import (
+    EMBEDDED_IMAGE_DATASETS,
+    HUB_IMAGE_DATASETS,
+    IMAGE_FOLDER_TASK,
+    TEST_SPLITS,
+    few_shot_indices,
+    image_folder,
+    load_image_split,
+)
 from .resources import rotten_tomatoes_file
-from .userdata import CUSTOM_TASK, SPLIT_SEED, carve, load_user_text
+from .userdata import CUSTOM_TASK, SPLIT_SEED, carve, data_fingerprint, load_user_text
 
 EMBEDDED_TEXT_TASK = "rotten_tomatoes"
 TEXT_TASKS = (EMBEDDED_TEXT_TASK, *GLUE_TASKS, CUSTOM_TASK)
-IMAGE_TASKS = (*EMBEDDED_IMAGE_DATASETS, *HUB_IMAGE_DATASETS)
+IMAGE_TASKS = (*EMBEDDED_IMAGE_DATASETS, *HUB_IMAGE_DATASETS, IMAGE_FOLDER_TASK)
 CACHE_DIR = Path(os.environ.get("VERALAB_CACHE", Path.home() / ".cache" / "veralab"))
 
 
@@ -160,14 +168,22 @@ def image_tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(columns["image"].astype(np.uint8)), torch.from_numpy(columns["label"].astype(np.int64))
 
 
-def load_image_task(task: str, shots_per_class: int | None, seed: int) -> ImageData:
+def load_image_task(task: str, shots_per_class: int | None, seed: int, data: str | None = None) -> ImageData:
+    """An image task's training images (shots_per_class of each class, drawn with `seed`, or all) and test split;
+    `data` an ImageFolder tree for task "custom_images" (images.image_folder)."""
     task_kind(task)
-    train, test = load_image_split(task, "train"), load_image_split(task, "test")
+    if task == IMAGE_FOLDER_TASK:
+        train, test, classes, notes = image_folder(data)
+        source = f"your images in {data} ({len(classes)} classes)"
+        notes = {**notes, "files_sha256": data_fingerprint(data)}
+    else:
+        train, test = load_image_split(task, "train"), load_image_split(task, "test")
+        source = f"{task} ({'embedded' if task in EMBEDDED_IMAGE_DATASETS else 'Hugging Face hub'})"
+        notes = {"test_split": TEST_SPLITS[task]}
     chosen = few_shot_indices(train.labels, shots_per_class, seed) if shots_per_class else \
         torch.arange(len(train.labels))
     num_labels = int(max(train.labels.max(), test.labels.max())) + 1
-    source = f"{task} ({'embedded' if task in EMBEDDED_IMAGE_DATASETS else 'Hugging Face hub'})"
     return ImageData(image_dataset(train.images[chosen], train.labels[chosen]), image_dataset(test.images, test.labels),
                      num_labels, source,
                      {"shots_per_class": shots_per_class, "train_size": len(chosen), "test_size": len(test.labels),
-                      "test_split": TEST_SPLITS[task]})
+                      **notes})

@@ -109,7 +109,7 @@ def _sweep(args) -> int:
 
 
 def _collect(args) -> int:
-    from .collect import collect_records
+    from .collect import collect_records, compact
 
     frame = collect_records(args.runs)
     skipped = len(frame.attrs["skipped"])
@@ -119,8 +119,10 @@ def _collect(args) -> int:
         frame.to_csv(args.out, index=False)
         print(f"{counted} -> {args.out}")
     else:
-        print(frame.to_string(max_rows=50))
-        print(counted)
+        shown = frame if args.all_columns else compact(frame)
+        print(shown.to_string(max_rows=50, index=False, na_rep=""))
+        print(counted + ("" if args.all_columns else f"; {len(shown.columns)} of {len(frame.columns)} columns shown "
+                         f"(--all-columns for every one, --out FILE.csv to keep them)"))
     return 0
 
 
@@ -259,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = sub.add_parser("collect", help="all run records -> one table")
     collect.add_argument("--runs", default="runs")
-    collect.add_argument("--out", default=None, help="CSV path (default: print)")
+    collect.add_argument("--out", default=None, help="CSV path with every column (default: print)")
+    collect.add_argument("--all-columns", action="store_true", help="print every column, not the summary's")
     collect.set_defaults(func=_collect)
 
     move = sub.add_parser("move", help="move finished run folders to another folder, their records saying so")

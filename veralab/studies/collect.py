@@ -16,6 +16,7 @@ from ..experiment.record import RECORD, read_record, record_config
 CONFIG_COLUMNS = ("task", "model", "method", "rank", "projection_prng_key", "run_seed", "d_init", "b_init",
                   "projection_init", "train_d", "train_b", "shared", "epochs", "max_train_samples", "shots_per_class",
                   "batch_size", "lr", "head_lr", "head_scope", "validation_holdout", "precision")
+VERA_ONLY = ("projection_prng_key", "d_init", "b_init", "projection_init", "train_d", "train_b", "shared")
 SEEDS = ("run_seed", "projection_prng_key")  # what repeats a setting; everything else in the config defines it
 NOT_SETTINGS = (*SEEDS, "output_dir", "run_name", "force", "save_adapter")
 
@@ -57,12 +58,20 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     headline = record.get("metric")
     row = {"name": record.get("name"), "status": record.get("status"), "kind": record.get("kind")}
     row.update({k: config.get(k) for k in CONFIG_COLUMNS})
+    # a field the method has no use for is empty in its row (a head-only run has no rank, LoRA no d_init); the
+    # config keeps it, and the setting with it
+    for name in (("rank",) if config["method"] in ("head", "full") else ()) + (
+            VERA_ONLY if config["method"] != "vera" else ()):
+        row[name] = None
     row["model"] = record.get("model", config.get("model"))
     row["variant"] = variant(config)
     row["default_variant"] = config["method"] != "vera" or all(
         config.get(name, getattr(DEFAULT, name)) == getattr(DEFAULT, name) for name in ABLATION_FIELDS)
-    row["setting"] = setting_of({**config, "data": (record.get("data") or {}).get("files_sha256")})  # edited data:
-    # another setting, never pooled with runs on the old files as if they were seeds
+    # edited data is another setting, never pooled with runs on the old files as if they were seeds; device and
+    # precision as the run resolved them ("auto" in a notebook's run is the sweep's "cpu" where it ran on the CPU)
+    row["setting"] = setting_of({**config, "data": (record.get("data") or {}).get("files_sha256"),
+                                 "device": (record.get("device") or {}).get("type") or config.get("device"),
+                                 "precision": record.get("precision") or config.get("precision")})
     row["metric"] = headline
     if record.get("status") == "ok":
         test = record.get("test") or {}
@@ -88,6 +97,20 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     row["majority_score"] = ((data.get("majority_class") or {}).get("accuracy") or {}).get(row.get("score_split"))
     row["path"] = str(path) if path else None
     return row
+
+
+COMPACT_COLUMNS = ("name", "status", "task", "variant", "run_seed", "epochs", "train_size", "lr", "head_lr", "metric",
+                   "score", "score_split", "adapter_params", "wall_seconds", "error")
+
+
+def compact(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader scans first (the variant names the method, rank and ablation), the score in %."""
+    shown = frame[[c for c in COMPACT_COLUMNS if c in frame]].copy()
+    shown["score"] = (100 * shown["score"].astype(float)).round(1)
+    if "error" in shown:
+        shown["error"] = shown["error"].fillna("")
+        shown = shown if shown["error"].any() else shown.drop(columns="error")
+    return shown.rename(columns={"score": "score (%)"})
 
 
 def read_checked(path: Path) -> dict:

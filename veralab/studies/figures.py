@@ -6,10 +6,15 @@ a dot; parameter counts are the adapter's alone, as the paper counts them. Every
 the model, data, seeds, score and statistic it shows, and says when the data is an embedded stand-in rather than
 one of the paper's benchmarks; where the paper reports a value for the same model and task (paper_results.csv),
 it is drawn beside ours.
+
+Every figure function draws on new axes sized per panel (figsize= overrides), or on the caller's (ax=: one Axes, or
+one per panel), in its own style (never the caller's global one); its caption is also `fig.veralab_caption`, and
+caption=False keeps it out of the image. A frame from notebook.load_records draws the user's runs on the study.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -24,14 +29,18 @@ from .plotting import (
     PALETTE,
     TASK_LABELS,
     at_least_min_span,
+    comparable_to,
     empty_panel,
     finish,
     head_reference,
     majority_line,
+    overlay_yours,
+    panels,
     paper_points,
     percent_of,
     point_panel,
     seaborn_estimator,
+    split_yours,
     styled,
 )
 from .tables import METHODS, aggregate, main_runs, main_table, ok_runs, results_table, split_settings, table_note
@@ -74,7 +83,8 @@ def _label_ranks(ax, summary: pd.DataFrame) -> None:
 
 
 @styled
-def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median"):
+def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "median",
+                ax=None, figsize=None, caption: bool = True):
     """Score vs adapter parameters (log x) for VeRA and LoRA across ranks, one panel per text task; head only is
     the dashed line (no adapter parameters); the paper's values are stars."""
     data = ok_runs(frame)
@@ -82,12 +92,15 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
                          & data["default_variant"].astype(bool)], score)
     tasks = rank_sweep_tasks(data)
     data = data[data["task"].isin(tasks)]
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(6 * max(1, len(tasks)), 4.6), squeeze=False)
+    own = ax is None  # (the loops below rebind ax)
+    fig, axes = panels(1, max(1, len(tasks)), (6, 4.6), ax, figsize)
     if not tasks:
         empty_panel(axes[0][0], "no text task with VeRA or LoRA runs at several ranks")
     estimator, errorbar = seaborn_estimator(stat)
     for ax, task in zip(axes[0], tasks):
-        sub = data[data["task"] == task]
+        sub, yours = split_yours(data[data["task"] == task])
+        if sub.empty:  # nothing of the study on this task: the user's runs are it
+            sub, yours = yours, yours.iloc[:0]
         summary = aggregate(sub, ["method", "rank"], score, stat)
         adapters = sub[sub["method"] != "head"]
         if not adapters.empty:
@@ -104,7 +117,7 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
                        edgecolor="k", zorder=5)
         handles = [(plt.Line2D([], [], color=PALETTE[m], marker="o"), f"{METHOD_LABELS[m]} (n={n} per rank)")
                    for m, n in summary[summary["method"] != "head"].groupby("method")["n"].min().items()]
-        handles += head
+        handles += head + _rank_overlay(ax, sub, yours, score, stat)
         if not paper_points(task, sub["model"].iloc[0]).empty:
             handles.append((plt.Line2D([], [], marker="*", color="k", ls="", markersize=10), "paper"))
         ax.set_xscale("log")
@@ -115,7 +128,21 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
         ax.set_xlabel("adapter parameters (log scale; the task head is not counted)")
         ax.set_ylabel(f"{sub['metric'].iloc[0]} (%)")
         ax.set_title(TASK_LABELS.get(task, task), fontsize=9)
-    return finish(fig, "VeRA vs LoRA: score vs adapter parameters", data, score, stat)
+    return finish(fig, "VeRA vs LoRA: score vs adapter parameters", data, score, stat, caption, own)
+
+
+def _rank_overlay(ax, study: pd.DataFrame, yours: pd.DataFrame, score: str, stat: str) -> list:
+    """The user's VeRA and LoRA runs on a rank sweep's panel, where their setting is the study's but for the rank."""
+    drawn, left_out = [], []
+    for method, runs in yours[yours["method"].isin(["vera", "lora"])].groupby("method"):
+        own = study[study["method"] == method]
+        if own.empty:
+            left_out.append({"method"})
+            continue
+        fits, differ = comparable_to(runs, json.loads(own["setting"].iloc[0]), ("rank",))
+        left_out += [differ] * (len(runs) - len(fits))
+        drawn.append(fits.assign(x=fits["adapter_params"], alone=~fits["rank"].isin(own["rank"])))
+    return overlay_yours(ax, drawn, score, stat, left_out)
 
 
 def _vera_at(frame: pd.DataFrame, rank: int) -> pd.DataFrame:
@@ -132,7 +159,8 @@ def ablation_rank(frame: pd.DataFrame) -> int | None:
 
 
 @styled
-def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median"):
+def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median",
+                ax=None, figsize=None, caption: bool = True):
     """d initial values (A/B at their default init) and A/B initializations (d at its default), VeRA at one rank
     (default: the ablation runs' rank)."""
     rank = rank or ablation_rank(frame)
@@ -142,7 +170,8 @@ def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: st
     varied = data[(data["d_init"] != DEFAULT.d_init) | (data["projection_init"] != DEFAULT.projection_init)]
     tasks = sorted(varied["task"].unique())  # tasks where initializations were ablated
     data = data[data["task"].isin(tasks)]
-    fig, axes = plt.subplots(len(tasks) or 1, 2, figsize=(10, 4 * max(1, len(tasks))), squeeze=False)
+    own = ax is None  # (the loops below rebind ax)
+    fig, axes = panels(len(tasks) or 1, 2, (5, 4), ax, figsize)
     if not tasks:
         empty_panel(axes[0][0], "no records of VeRA initialization variants")
         axes[0][1].set_axis_off()
@@ -159,11 +188,12 @@ def init_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: st
                     f"{TASK_LABELS.get(task, task)}\nA/B initialization (d_init={DEFAULT.d_init:g}, r={rank})",
                     score, stat, head, varied=("projection_init",))
     return finish(fig, "Initialization ablation (VeRA)", pd.concat([data, heads[heads["task"].isin(tasks)]]), score,
-                  stat)
+                  stat, caption, own)
 
 
 @styled
-def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median"):
+def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: str = "final", stat: str = "median",
+                ax=None, figsize=None, caption: bool = True):
     """Both vectors vs d only vs b only, and shared vs independent A/B per layer (default rank: the ablation runs')."""
     rank = rank or ablation_rank(frame)
     heads = ok_runs(frame)[ok_runs(frame)["method"] == "head"]
@@ -172,7 +202,8 @@ def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: 
     varied = data[~(data["train_d"].astype(bool) & data["train_b"].astype(bool) & data["shared"].astype(bool))]
     tasks = sorted(varied["task"].unique())  # tasks where a vector was removed or A/B made independent
     data = data[data["task"].isin(tasks)]
-    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(7 * max(1, len(tasks)), 4.4), squeeze=False)
+    own = ax is None  # (the loops below rebind ax)
+    fig, axes = panels(1, len(tasks) or 1, (7, 4.4), ax, figsize)
     if not tasks:
         empty_panel(axes[0][0], "no records of VeRA vector variants")
     for ax, task in zip(axes[0], tasks):
@@ -186,7 +217,24 @@ def vector_ablation_figure(frame: pd.DataFrame, rank: int | None = None, score: 
         point_panel(ax, sub, columns, f"{TASK_LABELS.get(task, task)} (r={rank})", score, stat,
                     heads[heads["task"] == task], varied=("train_d", "train_b", "shared", "d_init"))
     return finish(fig, "Scaling-vector ablation (VeRA)", pd.concat([data, heads[heads["task"].isin(tasks)]]), score,
-                  stat)
+                  stat, caption, own)
+
+
+def _main_columns(study: pd.DataFrame, yours: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """A column per method variant and setting of the study (split_settings); the user's runs join the column of
+    their variant and setting, else get their own."""
+    columns = []
+    for part in (study, yours):
+        for method in METHODS:
+            for variant in sorted(part[part["method"] == method]["variant"].unique()):
+                for suffix, runs in split_settings(part[part["variant"] == variant]):
+                    same = [i for i, (_, col) in enumerate(columns) if col["variant"].iloc[0] == variant
+                            and col["setting"].iloc[0] == runs["setting"].iloc[0]]
+                    if same:
+                        columns[same[0]] = (columns[same[0]][0], pd.concat([columns[same[0]][1], runs]))
+                    else:
+                        columns.append((variant + suffix, runs))
+    return columns
 
 
 MAIN_TITLES = {"image": "ViT image classification: head / full / LoRA / VeRA",
@@ -203,19 +251,19 @@ def main_title(data: pd.DataFrame, kind: str) -> str:
 
 
 @styled
-def main_figure(frame: pd.DataFrame, kind: str = "image", score: str = "final", stat: str = "median"):
+def main_figure(frame: pd.DataFrame, kind: str = "image", score: str = "final", stat: str = "median",
+                ax=None, figsize=None, caption: bool = True):
     """Head only / full fine-tune / LoRA / VeRA per task (main_runs), the paper's values as stars where they
     apply."""
     data = main_runs(frame, kind)
     tasks = sorted(data["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks) or 1, figsize=(5.5 * max(1, len(tasks)), 4.4), squeeze=False)
+    own = ax is None  # (the loops below rebind ax)
+    fig, axes = panels(1, len(tasks) or 1, (5.5, 4.4), ax, figsize)
     if not tasks:
         empty_panel(axes[0][0], f"no {kind} task with head, full, LoRA and VeRA runs")
     for ax, task in zip(axes[0], tasks):
         sub = data[data["task"] == task]
-        columns = [(variant + suffix, runs) for method in METHODS
-                   for variant in sorted(sub[sub["method"] == method]["variant"].unique())
-                   for suffix, runs in split_settings(sub[sub["variant"] == variant])]
+        columns = _main_columns(*split_yours(sub))
         point_panel(ax, sub, columns, TASK_LABELS.get(task, task), score, stat,
                     varied=("method", "rank", "lr", "head_lr"))
         labels = [label for label, runs in columns if not runs.empty]
@@ -224,7 +272,7 @@ def main_figure(frame: pd.DataFrame, kind: str = "image", score: str = "final", 
             if matches and len(labels) == len(columns):
                 ax.scatter(matches[0], 100 * row["score"], marker="*", s=160, color=PALETTE[row["method"]],
                            edgecolor="k", zorder=5)
-    return finish(fig, main_title(data, kind), data, score, stat)
+    return finish(fig, main_title(data, kind), data, score, stat, caption, own)
 
 
 # ---- everything -----------------------------------------------------------------------------------------------

@@ -74,17 +74,31 @@ def run_point(namespace: dict) -> dict | None:
     return record
 
 
-def load_records(runs, committed=COMMITTED_RESULTS) -> pd.DataFrame:
-    """collect_records on `runs` (resolved against the repository), or on the `committed` results (the default
-    profile's, or e.g. "results/glue") when `runs` holds no record yet; says which folder it read, so a figure never
-    silently shows other runs."""
-    folder = in_repo(runs)
-    if not any(folder.glob(f"**/{RECORD}")):
-        print(f"no records in {folder} yet: showing the committed results in {in_repo(committed)}")
-        folder = in_repo(committed)
-    frame = collect_records(folder)
-    print(f"{len(frame)} records from {folder} ({(frame['status'] == 'ok').sum()} ok)")
-    return frame
+def load_records(runs, committed=COMMITTED_RESULTS, overlay: bool = True) -> pd.DataFrame:
+    """The `committed` study's records (the default profile's, or e.g. "results/glue/glue_cpu") with the user's own
+    from `runs` marked `yours` (both resolved against the repository): the figures draw the user's runs on top of
+    the study, never pooled with its seeds. overlay=False: the records in `runs` alone (a whole sweep's), or the
+    committed ones while `runs` holds none. Says which folders it read."""
+    mine, study = in_repo(runs), in_repo(committed)
+    has = {folder: any(folder.glob(f"**/{RECORD}")) for folder in (mine, study)}
+    if not has[mine] and not has[study]:
+        raise FileNotFoundError(f"no run records ({RECORD}) under {mine} nor {study}")
+    if not has[study] or study == mine or (has[mine] and not overlay):
+        frame = collect_records(mine)
+        print(f"{len(frame)} records from {mine} ({(frame['status'] == 'ok').sum()} ok)")
+        return frame
+    if not overlay:  # nothing in `runs` yet
+        print(f"no records in {mine} yet: showing the committed results in {study}")
+    frame = collect_records(study)
+    print(f"the study: {len(frame)} records from {study}")
+    if not has[mine] or not overlay:
+        if overlay:
+            print(f"no records of yours in {mine} yet")
+        return frame
+    yours = collect_records(mine)
+    print(f"yours, drawn on it as black crosses: {len(yours)} records from {mine} ({(yours['status'] == 'ok').sum()} "
+          f"ok)")
+    return pd.concat([frame.assign(yours=False), yours.assign(yours=True)], ignore_index=True)
 
 
 def summarize(record: dict) -> None:

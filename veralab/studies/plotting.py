@@ -89,10 +89,28 @@ def paper_points(task: str, model: str) -> pd.DataFrame:
 FOOTER_CHARS_PER_INCH = 17  # characters of the 7.5-point footer that fit in an inch of figure width
 
 
-def finish(fig, title: str, frame: pd.DataFrame, score: str, stat: str):
-    """Title, and the provenance footer wrapped to the figure's width with room kept for all its lines."""
+def panels(rows: int, cols: int, panel_size: tuple[float, float], ax=None, figsize=None):
+    """A figure's rows x cols panels: new axes (figsize, default panel_size each), or the caller's `ax` (one Axes, or
+    as many as the figure has panels, in reading order), as seaborn's axes-level functions take them."""
+    if ax is None:
+        width, height = panel_size
+        return plt.subplots(rows, cols, figsize=figsize or (width * cols, height * rows), squeeze=False)
+    given = np.asarray(ax, dtype=object).ravel()
+    if len(given) != rows * cols:
+        raise ValueError(f"this figure draws {rows * cols} panel(s), {rows} row(s) of {cols}; ax= gave {len(given)} "
+                         f"axes (pass that many, e.g. plt.subplots({rows}, {cols})[1])")
+    return given[0].figure, given.reshape(rows, cols)
+
+
+def finish(fig, title: str, frame: pd.DataFrame, score: str, stat: str, caption: bool = True, own: bool = True):
+    """Title, and the provenance footer wrapped to the figure's width with room kept for all its lines. The caption
+    (title and provenance) is also `fig.veralab_caption`, for a paper's own caption: caption=False keeps it out of the
+    image; own=False (the caller's axes) leaves the caller's figure as it is: no title, footer or layout."""
+    fig.veralab_caption = f"{title}. {provenance(frame, score, stat)}." if not frame.empty else title
+    if not own:
+        return fig
     fig.suptitle(title, fontsize=12, fontweight="bold")
-    if frame.empty:
+    if frame.empty or not caption:
         fig.tight_layout(rect=(0, 0, 1, 0.95))
         return fig
     footer = textwrap.wrap(provenance(frame, score, stat), int(fig.get_figwidth() * FOOTER_CHARS_PER_INCH))
@@ -113,22 +131,26 @@ def percent_of(frame: pd.DataFrame, score: str) -> pd.DataFrame:
 
 
 def point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]], title: str, score: str,
-                 stat: str, heads: pd.DataFrame | None = None, varied: tuple[str, ...] = ()) -> None:
+                stat: str, heads: pd.DataFrame | None = None, varied: tuple[str, ...] = ()) -> None:
     """One column per (label, runs): every seed a dot, the center with its spread, its value and n written; `heads`:
     head-only runs drawn as the reference an adapter variant must clear. The columns may differ only in `varied`
-    (the panel's comparison), else they are no pair and the panel is refused (check_comparable)."""
+    (the panel's comparison), else they are no pair and the panel is refused (check_comparable). Runs marked as the
+    user's own (split_yours) are drawn on top of the study, never pooled with it: see overlay_yours."""
     ax.set_title(title, fontsize=9)
     labels = [(label, runs) for label, runs in labels if not runs.empty]
     if not labels:
         empty_panel(ax)
         return
-    check_comparable(labels, varied, title.replace("\n", " "))
-    rows = []
-    for label, runs in labels:
+    if all(split_yours(runs)[0].empty for _, runs in labels):  # nothing of the study here: the user's runs are it
+        labels = [(label, runs.assign(yours=False)) for label, runs in labels]
+    columns = [(f"{label}\n({int(runs['adapter_params'].iloc[0]):,})", *split_yours(runs)) for label, runs in labels]
+    check_comparable([(label, split_yours(runs)[0]) for label, runs in labels if not split_yours(runs)[0].empty],
+                     varied, title.replace("\n", " "))
+    study = [(column, runs) for column, runs, _ in columns if not runs.empty]
+    for _, runs in study:
         check_one_setting(runs, ["variant"])
-        rows.append(runs.assign(column=f"{label}\n({int(runs['adapter_params'].iloc[0]):,})"))
-    plotted = percent_of(pd.concat(rows, ignore_index=True), score)
-    order = list(dict.fromkeys(plotted["column"]))
+    plotted = percent_of(pd.concat([runs.assign(column=column) for column, runs in study], ignore_index=True), score)
+    order = [column for column, _, _ in columns]
     estimator, errorbar = seaborn_estimator(stat)
     state = np.random.get_state()  # seaborn jitters with numpy's global generator: fix it, so figures regenerate
     np.random.seed(0)  # byte for byte, and leave the caller's random state as it was
@@ -139,18 +161,74 @@ def point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]], 
                   errorbar=errorbar, linestyle="none", markers="D", markersize=5, capsize=0.1,
                   err_kws={"linewidth": 1.2}, legend=False, ax=ax)
     for i, column in enumerate(order):
-        row = aggregate(plotted[plotted["column"] == column], ["column"], score, stat).iloc[0]
-        ax.annotate(f"{row['center']:.1f}\nn={row['n']}", (i, row["high"]), textcoords="offset points",
-                    xytext=(0, 4), ha="center", va="bottom", fontsize=7)
+        if column in set(plotted["column"]):
+            row = aggregate(plotted[plotted["column"] == column], ["column"], score, stat).iloc[0]
+            ax.annotate(f"{row['center']:.1f}\nn={row['n']}", (i, row["high"]), textcoords="offset points",
+                        xytext=(0, 4), ha="center", va="bottom", fontsize=7)
+    reference = json.loads(study[0][1]["setting"].iloc[0])
+    drawn, left_out = [], []
+    for i, (_, runs, yours) in enumerate(columns):
+        own = json.loads(runs["setting"].iloc[0]) if not runs.empty else reference
+        fits, differ = comparable_to(yours, own, varied)
+        left_out += [differ] * (len(yours) - len(fits))
+        if not fits.empty:
+            drawn.append(percent_of(fits, score).assign(x=i, alone=runs.empty))
+    entries = overlay_yours(ax, drawn, score, stat, left_out)
     ax.set_xlabel("(adapter parameters; the task head is not counted)", fontsize=7.5, color="#555555")
     ax.set_ylabel(f"{data['metric'].iloc[0]} (%)")
     ax.tick_params(axis="x", labelsize=7.5)
-    entries = head_reference(ax, heads, score, stat) if heads is not None else []
+    entries = (head_reference(ax, heads, score, stat) if heads is not None else []) + entries
     if entries:
-        ax.legend(*zip(*entries), fontsize=7, loc="lower right")
+        ax.legend(*zip(*entries), fontsize=7, loc="best")
     majority_line(ax, plotted)
     at_least_min_span(ax)
     ax.margins(y=0.25)
+
+
+# ---- the user's own runs, drawn on the study ---------------------------------------------------------------------
+
+YOURS = {"marker": "X", "s": 70, "color": "black", "edgecolor": "white", "linewidth": 0.8, "zorder": 6}
+
+
+def split_yours(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the study's runs, the user's own runs): notebook.load_records marks the user's `yours`, to be drawn on top of
+    the committed study and never pooled with its seeds."""
+    if "yours" not in frame:
+        return frame, frame.iloc[:0]
+    mine = frame["yours"].fillna(False).astype(bool)
+    return frame[~mine], frame[mine]
+
+
+def comparable_to(yours: pd.DataFrame, setting: dict, varied) -> tuple[pd.DataFrame, set[str]]:
+    """The user's runs that differ from the study's `setting` only in `varied` (drawable beside it), and the fields
+    in which the others differ from it."""
+    keep, differ = [], set()
+    for index, own in yours["setting"].items():
+        keys = {k for k in differing_keys([setting, json.loads(own)]) if k not in varied}
+        keep += [index] if not keys else []
+        differ |= keys
+    return yours.loc[keep], differ
+
+
+def overlay_yours(ax, drawn: list[pd.DataFrame], score: str, stat: str, left_out: list[set[str]]) -> list:
+    """Each of the user's runs as a black cross at its x (a column, or the parameter axis), its value written where
+    the study has no runs there. Returns the legend entries: the crosses, and those left out (one set of differing
+    fields each) because their setting differs from the study's."""
+    runs = pd.concat(drawn, ignore_index=True) if drawn else pd.DataFrame()
+    entries = []
+    if not runs.empty:
+        ax.scatter(runs["x"], runs["percent"], **YOURS)
+        for x, group in runs[runs["alone"]].groupby("x"):
+            row = aggregate(group, ["x"], score, stat).iloc[0]
+            ax.annotate(f"yours {row['center']:.1f}\nn={row['n']}", (x, row["high"]), textcoords="offset points",
+                        xytext=(0, 6), ha="center", va="bottom", fontsize=7, fontweight="bold")
+        entries.append((plt.Line2D([], [], ls="", marker="X", color="black", markeredgecolor="white", markersize=8),
+                        f"your runs (n={len(runs)})"))
+    if left_out:
+        entries.append((plt.Line2D([], [], ls="", marker="X", color="#bbbbbb", markersize=8),
+                        f"not drawn: {len(left_out)} of your runs (setting differs in "
+                        f"{', '.join(sorted(set().union(*left_out)))})"))
+    return entries
 
 
 def check_comparable(columns: list[tuple[str, pd.DataFrame]], varied: tuple[str, ...], where: str) -> None:
@@ -169,8 +247,10 @@ def check_comparable(columns: list[tuple[str, pd.DataFrame]], varied: tuple[str,
 
 def head_reference(ax, runs: pd.DataFrame, score: str, stat: str) -> list:
     """Head only's center as a dashed line with its spread as a band: the level an adapter must clear to add anything
-    to the trained head. Returns its legend entry, (handle, label), in a list (empty without head-only runs)."""
+    to the trained head. Returns its legend entry, (handle, label), in a list (empty without head-only runs). The
+    study's head-only runs where it has some, never pooled with the user's."""
     head = runs[runs["method"] == "head"]
+    head = split_yours(head)[0] if not split_yours(head)[0].empty else head
     if head.empty:
         return []
     row = aggregate(head, ["task"], score, stat).iloc[0]

@@ -137,6 +137,9 @@ def main_table(frame: pd.DataFrame, kind: str = "image", score: str = "final", s
     data = main_runs(frame, kind)
     if data.empty:
         return pd.DataFrame(columns=["method", "adapter_params"])
+    if "yours" in data:  # the user's runs on a committed study (notebook.load_records): rows of their own
+        data = data.assign(variant=data["variant"] + data["yours"].fillna(False).astype(bool).map({True: " (yours)",
+                                                                                                  False: ""}))
     data = pd.concat([runs.assign(variant=variant + suffix)
                       for (_, variant), group in data.groupby(["task", "variant"], sort=False)
                       for suffix, runs in split_settings(group)])
