@@ -292,3 +292,18 @@ def test_points_from_a_grid_file_keep_the_studys_rates_unless_they_set_their_own
     bad = _grid_file(tmp_path, {"base": {"vera": 0.25}})
     with pytest.raises(ConfigError, match=r"base must be a mapping of settings \(and of method to settings\)"):
         load_grid("rank_sweep", "default", bad)
+
+
+def test_your_images_are_a_task_of_any_image_study(tmp_path):
+    """A grid of task custom_images with --set data=FOLDER: every point a valid run on your folder."""
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        Image.new("L", (8, 8), 40 if name == "cat" else 200).save(tmp_path / "pets" / name / "0.png")
+    grid = _grid_file(tmp_path, {"tasks": ["custom_images"], "seeds": [0, 1]})
+    points = expand("vit", load_grid("vit", "default", grid), tmp_path / "runs",
+                    sets={"data": str(tmp_path / "pets"), "shots_per_class": 1})
+    assert len(points) == 2 * len(profiles.PROFILES["default"]["vit"]["points"])
+    assert {p.params["data"] for p in points} == {str(tmp_path / "pets")} and {p.params["task"] for p in points} == \
+        {"custom_images"}
