@@ -2,6 +2,7 @@
 
 import filecmp
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -249,3 +250,36 @@ def test_figures_draw_on_the_callers_axes_at_a_given_size_with_the_caption_kept_
     assert "tiny ViT" in small.veralab_caption
     assert len(main_figure(records, "image").texts) == 2  # by default the caption is the footer, under the title
     plt.close("all")
+
+
+def test_the_main_table_in_table_2_layout_as_markdown_and_latex_with_the_papers_rows(tmp_path):
+    from veralab.studies.table2 import table2, to_latex, to_markdown
+
+    main = [(task, method, rank, seed, 0.80 + 0.01 * seed) for task in ("stsb", "sst2", "rte")
+            for method, rank in (("head", 256), ("full", 256), ("lora", 8), ("vera", 1024)) for seed in (0, 1, 2)]
+    runs = _glue_like(tmp_path, main)
+    for path in runs.glob("*/record.json"):  # as if run on the paper's model
+        record = json.loads(path.read_text())
+        record["config"]["model"] = record["model"] = "roberta-base"
+        path.write_text(json.dumps(record))
+    table = table2(collect_records(runs))
+    assert list(table.columns) == ["model", "method", "source", "params (M)", "SST-2 (Acc.)", "RTE (Acc.)",
+                                   "STS-B (Acc.)", "Avg."]  # the paper's task order, each with its metric
+    ours = table[table["source"] == "ours"]
+    assert list(ours["method"]) == ["head only", "full fine-tune", "LoRA r=8", "VeRA r=1024"]
+    assert ours["SST-2 (Acc.)"].tolist() == [pytest.approx(81.0)] * 4 and ours["Avg."].iloc[0] == pytest.approx(81.0)
+    paper = table[table["source"] == "paper"].set_index("method")
+    assert paper.loc["VeRA", "RTE (Acc.)"] == pytest.approx(78.7) and paper.loc["LoRA", "SST-2 (Acc.)"] == \
+        pytest.approx(95.1)
+    assert paper.loc["VeRA", "params (M)"] == pytest.approx(0.043008)
+    markdown = to_markdown(table)
+    assert re.search(r"\| RoBERTa-base +\| VeRA r=1024 +\| ours +\| +0\.017 \| +81\.0 \|", markdown)
+    assert "median" in markdown.splitlines()[0]
+    latex = to_latex(table, caption="GLUE dev, 50% of runs")
+    lines = latex.splitlines()
+    assert lines.count("\\toprule") == 1 and lines.count("\\bottomrule") == 1 and "50\\% of runs" in latex
+    rows = [line for line in lines if line.endswith("\\\\")]
+    assert len(rows) == 1 + len(table) and all(line.count(" & ") == len(table.columns) - 2 for line in rows)
+    assert "\\textit{VeRA (paper)} & 0.043 & 94.6 & 78.7 & 90.7 & 88.0" in latex
+    written = {p.name for p in make_all(runs, tmp_path / "figures", prefix="glue_")}
+    assert {"glue_table2.md", "glue_table2.tex"} <= written

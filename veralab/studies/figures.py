@@ -43,6 +43,7 @@ from .plotting import (
     split_yours,
     styled,
 )
+from .table2 import table2, to_latex, to_markdown
 from .tables import METHODS, aggregate, main_runs, main_table, ok_runs, results_table, split_settings, table_note
 
 VECTOR_VARIANTS = (("both d and b", dict(train_d=True, train_b=True, shared=True)),
@@ -326,4 +327,9 @@ def make_all(runs="runs", out="figures", score: str = "final", stat: str = "medi
             note += f"Task head parameters (trained beside the adapter, not counted in adapter_params): {heads}.\n\n"
         written += _write_table(table, note, out, f"{prefix}{stem}_table")
         written += _save(main_figure(frame, kind, score, stat), out, f"{prefix}{stem}")
+        paper_layout = table2(frame, score, stat) if kind == "text" else pd.DataFrame()
+        if not paper_layout.empty:  # the GLUE tasks' main table as the paper's Table 2, for a paper's own source
+            for suffix, text in (("md", to_markdown(paper_layout)), ("tex", to_latex(paper_layout))):
+                (out / f"{prefix}table2.{suffix}").write_text(text)
+                written.append(out / f"{prefix}table2.{suffix}")
     return written
