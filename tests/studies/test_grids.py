@@ -49,13 +49,17 @@ def _by(points, **where):
 def test_paper_profile_uses_the_per_task_settings_of_the_replication():
     rank = expand("rank_sweep", load_grid("rank_sweep", "paper"), "/tmp/unused")
     assert {p.params["model"] for p in rank} == {"roberta-base"}
-    assert {p.params["batch_size"] for p in rank} == {64} and {p.params["max_length"] for p in rank} == {512}
+    assert {p.params["batch_size"] for p in rank if p.params["method"] != "lora"} == {64}
+    assert {p.params["max_length"] for p in rank} == {512}
+    assert profiles.LORA_BASE_TABLE["rte"] == (32, 80, 5e-4)  # the LoRA paper's RTE row (not the hybrid 4e-4)
     expected = {"rte": (160, 4e-3, 1e-2), "mrpc": (30, 1e-2, 4e-3), "cola": (80, 1e-2, 1e-2), "stsb": (80, 1e-2, 1e-2)}
     for task, (epochs, lr, head_lr) in expected.items():
         (vera,) = _by(rank, task=task, method="vera", rank=1024, run_seed=0)
         assert (vera["epochs"], vera["lr"], vera["head_lr"]) == (epochs, lr, head_lr), task
-        (lora,) = _by(rank, task=task, method="lora", rank=8, run_seed=0)
-        assert (lora["epochs"], lora["lr"], lora["head_lr"]) == (epochs, 4e-4, head_lr), task
+        (lora,) = _by(rank, task=task, method="lora", rank=8, run_seed=0)  # LoRA at its own paper's settings
+        batch, lora_epochs, lora_lr = profiles.LORA_BASE_TABLE[task]
+        assert (lora["epochs"], lora["lr"], lora["head_lr"], lora["batch_size"], lora["weight_decay"]) == \
+            (lora_epochs, lora_lr, lora_lr, batch, 0.1), task
     for study in ("init_ablation", "vector_ablation"):
         points = expand(study, load_grid(study, "paper"), "/tmp/unused")
         assert {p.params["rank"] for p in points} == {1024}
@@ -69,13 +73,15 @@ def test_paper_profile_uses_the_per_task_settings_of_the_replication():
 
 def test_every_paper_setting_names_its_source():
     source = Path(profiles.__file__).read_text()
-    block = source[source.index("# ---- paper:"):source.index("def _rank_points")]
+    block = source[source.index("# ---- paper:"):source.index("def _rank_points")] + \
+        source[source.index("# ---- paper: RoBERTa-large"):source.index("def _paper_main_table")]
     settings = [line for line in block.splitlines()
                 if re.match(r'\s+"\w+": ', line) or re.match(r"PAPER_\w+ = [^{]", line)]
     assert settings
     unsourced = [line for line in settings
                  if not re.search(r"#.*(paper|replication|LoRA paper|our choice)", line)
                  and not re.match(r'\s+"(sst2|mrpc|cola|qnli|rte|stsb)": \{"epochs"', line)]  # under a sourced header
+    assert any("unverified" in line for line in settings)  # VeRA's RoBERTa-large settings say what they are
     assert not unsourced, unsourced
 
 
@@ -307,3 +313,23 @@ def test_your_images_are_a_task_of_any_image_study(tmp_path):
     assert len(points) == 2 * len(profiles.PROFILES["default"]["vit"]["points"])
     assert {p.params["data"] for p in points} == {str(tmp_path / "pets")} and {p.params["task"] for p in points} == \
         {"custom_images"}
+
+
+def test_the_paper_main_table_is_table_2_for_both_roberta_sizes_at_each_methods_own_settings():
+    points = [p.params for p in expand("main_table", load_grid("main_table", "paper"), "/tmp/unused")]
+    assert len(points) == 2 * 6 * 4 * 5  # RoBERTa-base and -large, six tasks, four methods, five seeds
+    assert {p["task"] for p in points} == {"sst2", "mrpc", "cola", "qnli", "rte", "stsb"}
+    vera = {p["model"]: p["rank"] for p in points if p["method"] == "vera"}
+    assert vera == {"roberta-base": 1024, "roberta-large": 256}  # 43,008 and 61,440 adapter parameters
+    (lora,) = _by_params(points, model="roberta-large", task="stsb", method="lora", run_seed=0)
+    assert (lora["batch_size"], lora["max_length"], lora["epochs"], lora["lr"], lora["alpha"]) == (4, 128, 10, 2e-4, 16)
+    (full,) = _by_params(points, model="roberta-base", task="rte", method="full", run_seed=0)
+    assert (full["lr"], full["head_lr"], full["epochs"], full["weight_decay"]) == (2e-5, 2e-5, 10, 0.1)
+    (vera_rte,) = _by_params(points, model="roberta-base", task="rte", method="vera", run_seed=0)
+    assert (vera_rte["epochs"], vera_rte["lr"], vera_rte["head_lr"], vera_rte["batch_size"]) == (160, 4e-3, 1e-2, 64)
+    vit = expand("vit", load_grid("vit", "paper"), "/tmp/unused")
+    assert {p.params["model"] for p in vit} == {"vit_base_patch16_224.augreg_in21k", "vit_large_patch16_224.augreg_in21k"}
+
+
+def _by_params(points, **where):
+    return [p for p in points if all(p[k] == v for k, v in where.items())]

@@ -92,9 +92,17 @@ def _sweep(args) -> int:
     from .grids import parse_sets, sweep_points
     from .sweep import SlurmOptions, default_jobs, run_sweep
 
+    if args.estimate and not args.dry_run:
+        raise ConfigError("--estimate goes with --dry-run: it says what a sweep would cost, and runs nothing")
     if args.dry_run:
-        for point in sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir,
-                                  parse_sets(args.set)):
+        points = sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir,
+                              parse_sets(args.set))
+        if args.estimate:
+            from .estimate import estimate_text
+
+            print(estimate_text(points, args.gpu), end="")
+            return 0
+        for point in points:
             print(json.dumps({"study": point.study, "run": point.run_dir.name, **point.params}))
         return 0
 
@@ -247,6 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--limit", type=_positive_int, default=None, help="run only the first N grid points")
     sweep.add_argument("--dry-run", action="store_true",
                        help="print each grid point's full run config (one JSON object a line) and run nothing")
+    sweep.add_argument("--estimate", action="store_true",
+                       help="with --dry-run: per point and per study, the steps, tokens, training FLOPs, GPU hours "
+                            "and peak memory on --gpu (estimates calibrated on a measured H100 step)")
+    sweep.add_argument("--gpu", default="h100", choices=["h100", "h200"], help="the GPU --estimate is for")
     sweep.add_argument("--timeout", type=_positive_int, default=None,
                        help="seconds per notebook cell before the point fails (default: no limit)")
     slurm = sweep.add_argument_group("slurm executor (submitit)")

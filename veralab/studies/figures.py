@@ -113,13 +113,15 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
         _label_ranks(ax, summary[summary["method"] != "head"])
         majority_line(ax, sub)
         head = head_reference(ax, sub, score, stat)
-        for _, row in paper_points(task, sub["model"].iloc[0]).iterrows():
+        paper = paper_points(task, sub["model"].iloc[0])
+        paper = paper[paper["method"].isin(["vera", "lora"])]  # the adapters of the rank axis
+        for _, row in paper.iterrows():
             ax.scatter(row["adapter_params"], 100 * row["score"], marker="*", s=160, color=PALETTE[row["method"]],
                        edgecolor="k", zorder=5)
         handles = [(plt.Line2D([], [], color=PALETTE[m], marker="o"), f"{METHOD_LABELS[m]} (n={n} per rank)")
                    for m, n in summary[summary["method"] != "head"].groupby("method")["n"].min().items()]
         handles += head + _rank_overlay(ax, sub, yours, score, stat)
-        if not paper_points(task, sub["model"].iloc[0]).empty:
+        if not paper.empty:
             handles.append((plt.Line2D([], [], marker="*", color="k", ls="", markersize=10), "paper"))
         ax.set_xscale("log")
         at_least_min_span(ax)

@@ -69,33 +69,45 @@ GRID_KEYS = ("tasks", "seeds", "base", "task_overrides", "points", "axes")
 RESERVED = ("task", "run_seed", "projection_prng_key", "output_dir", "glue_dir", "run_name")
 
 
-def load_grid(study: str, profile: str = "default", grid_file: str | None = None) -> dict:
-    """The profile's grid for `study`, with a YAML file's keys (optionally under the study's name) over it."""
+def load_grid(study: str, profile: str = "default", grid_file: str | None = None) -> dict | list[dict]:
+    """The profile's grid for `study`, with a YAML file's keys (optionally under the study's name) over it. A study
+    may be a list of grids (the paper's main table: one per model, each with its own per-task settings); the file's
+    keys then go over each."""
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
     if study not in PROFILES[profile]:
         raise ConfigError(f"profile {profile!r} has no study {study!r}; its studies: {', '.join(PROFILES[profile])}")
-    grid = copy.deepcopy(PROFILES[profile][study])
-    if grid_file:
-        try:
-            text = yaml.safe_load(Path(grid_file).read_text()) or {}
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{grid_file}{where} is not valid YAML: {getattr(err, 'problem', None) or err}") from err
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"cannot read grid file {grid_file}: {err}") from err
-        override = text.get(study, text) if isinstance(text, dict) else None
-        if not isinstance(override, dict):
-            raise ConfigError(f"{grid_file} must be a mapping (keys: {', '.join(GRID_KEYS)}), optionally under a "
-                              f"study name ({', '.join(STUDIES)})")
-        unknown = set(override) - set(GRID_KEYS) - set(STUDIES)
-        if unknown:
-            raise ConfigError(f"{grid_file}: unknown grid key(s) {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
-        check_grid_shapes(override, f"{grid_file} (study {study})")
-        grid.update({k: v for k, v in override.items() if k not in STUDIES})
-        if "base" in override:
-            grid["base"] = {**PROFILES[profile][study].get("base", {}), **override["base"]}
+    grids = PROFILES[profile][study]
+    override = _grid_file(study, grid_file) if grid_file else {}
+    if isinstance(grids, list):
+        return [_overridden(grid, override) for grid in grids]
+    return _overridden(grids, override)
+
+
+def _grid_file(study: str, grid_file: str) -> dict:
+    try:
+        text = yaml.safe_load(Path(grid_file).read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{grid_file}{where} is not valid YAML: {getattr(err, 'problem', None) or err}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read grid file {grid_file}: {err}") from err
+    override = text.get(study, text) if isinstance(text, dict) else None
+    if not isinstance(override, dict):
+        raise ConfigError(f"{grid_file} must be a mapping (keys: {', '.join(GRID_KEYS)}), optionally under a "
+                          f"study name ({', '.join(STUDIES)})")
+    unknown = set(override) - set(GRID_KEYS) - set(STUDIES)
+    if unknown:
+        raise ConfigError(f"{grid_file}: unknown grid key(s) {sorted(unknown)}; allowed: {', '.join(GRID_KEYS)}")
+    check_grid_shapes(override, f"{grid_file} (study {study})")
+    return {k: v for k, v in override.items() if k not in STUDIES}
+
+
+def _overridden(profile_grid: dict, override: dict) -> dict:
+    grid = {**copy.deepcopy(profile_grid), **copy.deepcopy(override)}
+    if "base" in override:
+        grid["base"] = {**profile_grid.get("base", {}), **override["base"]}
     return grid
 
 
@@ -148,7 +160,7 @@ def method_settings(settings: dict, method: str) -> dict:
     return {**{k: v for k, v in settings.items() if k not in METHODS}, **settings.get(method, {})}
 
 
-def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None, sets: dict | None = None
+def expand(study: str, grid: dict | list[dict], output_dir: str, glue_dir: str | None = None, sets: dict | None = None
            ) -> list[Point]:
     """tasks × seeds × points (× axes), in a stable order; two that are the same run are refused, never merged.
 
@@ -159,6 +171,12 @@ def expand(study: str, grid: dict, output_dir: str, glue_dir: str | None = None,
     """
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; allowed: {', '.join(STUDIES)}")
+    if isinstance(grid, list):  # a study of several grids: their points, each run once
+        points = [p for part in grid for p in expand(study, part, output_dir, glue_dir, sets)]
+        twice = sorted({p.run_dir.name for p in points if sum(q.run_dir == p.run_dir for q in points) > 1})
+        if twice:
+            raise ConfigError(f"study {study!r}: its grids describe the same run twice ({', '.join(twice[:3])})")
+        return points
     axes = grid.get("axes") or {}
     combos = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else [{}]
     overrides = grid.get("task_overrides") or {}
