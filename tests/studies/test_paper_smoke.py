@@ -48,7 +48,7 @@ def _random_model(name: str, num_labels: int):
 def _points():
     """Each study's first point, and every method of the main table (both RoBERTa sizes) and of the image study."""
     chosen = {}
-    for study, grids in PROFILES["paper"].items():
+    for study in PROFILES["paper"]:
         points = expand(study, load_grid(study, "paper"), "/tmp/unused-paper-smoke")
         keep = points[:1] if study not in ("main_table", "vit") else \
             list({(p.params["model"], p.params["method"]): p for p in points if p.params["run_seed"] == 0}.values())
