@@ -58,3 +58,15 @@ def test_the_paper_profile_prints_its_cost_per_point_and_per_study():
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "--estimate goes with --dry-run" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_readme_shows_the_paper_profiles_current_estimate():
+    from pathlib import Path
+
+    from veralab.studies.estimate import estimate_text
+    from veralab.studies.grids import sweep_points
+
+    printed = estimate_text(sweep_points("all", "paper", output_dir="/tmp/unused-estimate")).splitlines()
+    per_study = printed[printed.index(next(line for line in printed if line.strip().startswith("study  runs"))):]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "\n".join(line for line in per_study if line.strip()) in readme, "README's estimate is stale: rerun it"
