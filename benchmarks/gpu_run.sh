@@ -14,7 +14,9 @@
 #                 and the GLUE TSVs, check that everything imports and that resources resolve into the kit
 #   cuda_tests    pytest tests/core/test_cuda.py tests/core/test_fast.py (the CUDA tests skip without a GPU)
 #   bench_check   benchmarks/bench_vera.py --check (merged kernel vs reference, fp32 and bf16)
-#   bench_full    bench_vera.py --size full (--cpu-smoke: --size tiny) and --crossover
+#   bench_full    bench_vera.py --size full (--cpu-smoke: --size tiny) and --crossover; on the GPU its
+#                 results_cuda_full_bf16.csv (in logs.tar.gz) re-calibrates `--estimate --calibration`, and
+#                 bench_vera.md ends with the paper profile's cost estimated from it
 #   sweep         bench_sweep.py --jobs 1 2 4 8: a real papermill sweep, several runs sharing the GPU, with each
 #                 run's device as its record.json reports it (--cpu-smoke: --jobs 1 2, 2 points, 1 epoch)
 #   glue_campaign the real-GLUE campaign (`veralab sweep all --profile glue`, RESULTS.md's data) into the checkout's
@@ -219,6 +221,11 @@ cp "$LOGS/bench_check.log" "$OUT/bench_check.txt" 2>/dev/null
 step bench_full 200 "$PY" benchmarks/bench_vera.py "${FULL[@]}" --out "$BENCH"
 step bench_crossover 60 "$PY" benchmarks/bench_vera.py "${CROSS[@]}" --out "$BENCH"
 cat "$BENCH"/results_*.md "$BENCH"/crossover_*.md > "$OUT/bench_vera.md" 2>/dev/null
+if [ "$MODE" = gpu ] && [ -f "$BENCH/results_cuda_full_bf16.csv" ]; then  # the paper profile's cost, re-estimated
+    { echo; echo "## veralab sweep all --profile paper --dry-run --estimate, calibrated on this GPU"; echo '```'
+      "$PY" -m veralab sweep all --profile paper --dry-run --estimate \
+          --calibration "$BENCH/results_cuda_full_bf16.csv" | tail -8; echo '```'; } >> "$OUT/bench_vera.md" 2>&1
+fi
 step sweep 600 "$PY" benchmarks/bench_sweep.py "${SWEEP[@]}" --out "$BENCH" --keep "$WORK/sweep"
 cat "$BENCH"/sweep_*.md > "$OUT/sweep.md" 2>/dev/null
 cp "$BENCH"/sweep_*_runs.csv "$OUT/sweep_runs.csv" 2>/dev/null

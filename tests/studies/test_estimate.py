@@ -70,3 +70,22 @@ def test_the_readme_shows_the_paper_profiles_current_estimate():
     per_study = printed[printed.index(next(line for line in printed if line.strip().startswith("study  runs"))):]
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "\n".join(line for line in per_study if line.strip()) in readme, "README's estimate is stale: rerun it"
+
+
+def test_the_gpu_kits_measured_step_recalibrates_the_estimate(tmp_path, monkeypatch):
+    """bench_vera.py --size full's table (its format; the values here are made up for the test) replaces the
+    built-in step: a calibration-shaped VeRA r=1024 step then costs what that table measured."""
+    from veralab.studies.estimate import calibration_from_bench
+
+    table = tmp_path / "results_cuda_full_bf16.csv"
+    table.write_text("model,method,ms_per_step,peak_mib\nRoBERTa-base,floor,20.0,4000\n"
+                     "RoBERTa-base,veralab-lora-8,22.0,4100\nRoBERTa-base,veralab-vera-1024,30.0,5000\n")
+    calibration = calibration_from_bench(table)
+    monkeypatch.setitem(estimate.LONG_TOKENS, "rte", 256)
+    vera = point_cost(_calibration_step("vera", 1024), calibration=calibration)
+    assert vera.hours * 3600e3 == pytest.approx(30.0) and vera.peak_gib * 1024 == pytest.approx(5000)
+    with pytest.raises(ConfigError, match="expected bench_vera.py's results_cuda_full"):
+        calibration_from_bench(tmp_path / "results_cpu_small.csv")
+    done = subprocess.run([sys.executable, "-m", "veralab", "sweep", "vit", "--profile", "paper", "--dry-run",
+                           "--estimate", "--calibration", str(table)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and f"from the GPU kit's step in {table}" in done.stdout

@@ -98,9 +98,10 @@ def _sweep(args) -> int:
         points = sweep_points(args.study, args.profile, args.grid, args.output_dir, args.limit, args.glue_dir,
                               parse_sets(args.set))
         if args.estimate:
-            from .estimate import estimate_text
+            from .estimate import calibration_from_bench, estimate_text
 
-            print(estimate_text(points, args.gpu), end="")
+            calibration = calibration_from_bench(args.calibration) if args.calibration else None
+            print(estimate_text(points, args.gpu, calibration), end="")
             return 0
         for point in points:
             print(json.dumps({"study": point.study, "run": point.run_dir.name, **point.params}))
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --dry-run: per point and per study, the steps, tokens, training FLOPs, GPU hours "
                             "and peak memory on --gpu (estimates calibrated on a measured H100 step)")
     sweep.add_argument("--gpu", default="h100", choices=["h100", "h200"], help="the GPU --estimate is for")
+    sweep.add_argument("--calibration", default=None, help="--estimate from the GPU kit's measured step "
+                       "(bench_vera.py's results_cuda_full_bf16.csv) instead of the built-in H100 step")
     sweep.add_argument("--timeout", type=_positive_int, default=None,
                        help="seconds per notebook cell before the point fails (default: no limit)")
     slurm = sweep.add_argument_group("slurm executor (submitit)")

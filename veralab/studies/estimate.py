@@ -29,6 +29,28 @@ CALIBRATION = {"model": "roberta-base", "batch": 64, "seq": 256, "floor_ms": 27.
                "lora_rank": 8, "lora_ratio": 1.22, "vera_rank": 1024, "vera_ratio": 2.02, "vera_mib": 6212}
 GPUS = {"h100": 1.0, "h200": 1.0}  # step time relative to the calibration's H100
 
+
+def calibration_from_bench(path) -> dict:
+    """A calibration from the GPU kit's own measurement: benchmarks/bench_vera.py --size full on CUDA (RoBERTa-base,
+    64 x 256 tokens, q/v) writes results_cuda_full[_bf16].csv; its floor and veralab's LoRA r=8 and VeRA r=1024 rows
+    replace the PEFT step above (`--calibration FILE`)."""
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.name.startswith("results_cuda_full"):
+        raise ConfigError(f"--calibration {path}: expected bench_vera.py's results_cuda_full[_bf16].csv (RoBERTa-base "
+                          f"at 64 x 256 tokens on a GPU), the shape this calibration is for")
+    try:
+        rows = pd.read_csv(path).set_index("method")
+        floor, lora, vera = (rows.loc[m] for m in ("floor", "veralab-lora-8", "veralab-vera-1024"))
+    except (OSError, KeyError, ValueError) as err:
+        raise ConfigError(f"--calibration {path}: not a bench_vera.py results table with floor, veralab-lora-8 and "
+                          f"veralab-vera-1024 rows ({err})") from None
+    return {**CALIBRATION, "floor_ms": float(floor["ms_per_step"]), "floor_mib": float(floor["peak_mib"]),
+            "lora_ratio": float(lora["ms_per_step"] / floor["ms_per_step"]),
+            "vera_ratio": float(vera["ms_per_step"] / floor["ms_per_step"]), "vera_mib": float(vera["peak_mib"]),
+            "source": str(path)}
+
 # name -> (layers, width, parameters, tokens per image for a ViT or None); from the models' published configs
 MODEL_SHAPES = {"roberta-base": (12, 768, 124_645_632, None), "roberta-large": (24, 1024, 355_359_744, None),
                 "minilm": (6, 384, 22_713_216, None),
@@ -78,8 +100,8 @@ def _shape(config: RunConfig):
     return MODEL_SHAPES[name]
 
 
-def point_cost(config: RunConfig, gpu: str = "h100") -> Cost:
-    """The estimated cost of one run."""
+def point_cost(config: RunConfig, gpu: str = "h100", calibration: dict | None = None) -> Cost:
+    """The estimated cost of one run (calibration: CALIBRATION, or calibration_from_bench's)."""
     if gpu not in GPUS:
         raise ConfigError(f"unknown GPU {gpu!r} for --estimate; allowed: {', '.join(GPUS)}")
     layers, width, params, image_tokens = _shape(config)
@@ -105,7 +127,7 @@ def point_cost(config: RunConfig, gpu: str = "h100") -> Cost:
     flops = tokens * ({"head": 1, "full": 3}.get(method, 2) * forward + 3 * adapter)
     # time: the floor's rate, times the adapter code's measured overhead (a fixed part, LoRA's, and a part in
     # proportion to the adapter's FLOPs, fitted to VeRA r=1024)
-    c = CALIBRATION
+    c = calibration or CALIBRATION
     c_layers, c_width = MODEL_SHAPES[c["model"]][:2]
     c_tokens = c["batch"] * c["seq"]
     rate = 2 * c_tokens * _forward_per_token(c_layers, c_width, c["seq"]) / (c["floor_ms"] / 1000)
@@ -130,12 +152,12 @@ def point_cost(config: RunConfig, gpu: str = "h100") -> Cost:
     return Cost(examples, steps, tokens, flops, hours, (weights + activations + extra) / 1024)
 
 
-def estimate_table(points, gpu: str = "h100") -> tuple[pd.DataFrame, pd.DataFrame]:
+def estimate_table(points, gpu: str = "h100", calibration: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(a row per point, a row per study and a total): what each run and each study will cost."""
     rows = []
     for point in points:
         config = RunConfig.from_dict(point.params)
-        cost = point_cost(config, gpu)
+        cost = point_cost(config, gpu, calibration)
         rows.append({"study": point.study, "variant": variant(point.params), "task": config.task,
                      "model": config.model_name, "seed": config.run_seed, "examples": cost.examples,
                      "epochs": config.epochs, "steps": cost.steps, "tokens (M)": cost.tokens / 1e6,
@@ -150,8 +172,10 @@ def estimate_table(points, gpu: str = "h100") -> tuple[pd.DataFrame, pd.DataFram
                                                      "peak_GiB": "peak GiB"})
 
 
-def estimate_text(points, gpu: str = "h100") -> str:
-    table, sums = estimate_table(points, gpu)
+def estimate_text(points, gpu: str = "h100", calibration: dict | None = None) -> str:
+    table, sums = estimate_table(points, gpu, calibration)
+    source = (f"from the GPU kit's step in {calibration['source']}" if calibration else
+              "from an H100 step of PEFT's VeRA and LoRA on RoBERTa-base")
     return (f"{table.to_string(index=False, float_format=lambda v: f'{v:,.2f}')}\n\nPer study (estimates, ±30%, on "
-            f"one {gpu.upper()} in bf16, from an H100 step of PEFT's VeRA and LoRA on RoBERTa-base; a sweep's "
-            f"parallel jobs share the hours):\n{sums.to_string(index=False, float_format=lambda v: f'{v:,.2f}')}\n")
+            f"one {gpu.upper()} in bf16, {source}; a sweep's parallel jobs share the hours):\n"
+            f"{sums.to_string(index=False, float_format=lambda v: f'{v:,.2f}')}\n")
