@@ -286,3 +286,16 @@ def test_the_main_table_in_table_2_layout_as_markdown_and_latex_with_the_papers_
     assert "\\textit{VeRA (paper)} & 0.043 & 94.6 & 78.7 & 90.7 & 88.0" in latex
     written = {p.name for p in make_all(runs, tmp_path / "figures", prefix="glue_")}
     assert {"glue_table2.md", "glue_table2.tex"} <= written
+
+
+def test_an_ablation_figure_is_written_only_where_its_variants_ran(records, tmp_path):
+    """A campaign part way through (vector variants there, initialization variants not yet) gets the vector
+    ablation's figure and no empty initialization figure."""
+    runs = tmp_path / "runs"
+    for path in RESULTS.glob("rotten_tomatoes-vera-r256-*/record.json"):
+        row = flatten(json.loads(path.read_text()))
+        if row["d_init"] == 0.1 and row["projection_init"] == "kaiming_uniform" or row["train_b"] is False:
+            (runs / path.parent.name).mkdir(parents=True)
+            (runs / path.parent.name / "record.json").write_text(path.read_text())
+    written = {p.name for p in make_all(runs, tmp_path / "figures")}
+    assert "vector_ablation.png" in written and "init_ablation.png" not in written

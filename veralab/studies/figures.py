@@ -316,9 +316,13 @@ def make_all(runs="runs", out="figures", score: str = "final", stat: str = "medi
     if rank_sweep_tasks(frame):
         written += _save(rank_sweep_figure(frame, score, stat), out, f"{prefix}rank_sweep")
     rank = ablation_rank(frame)
-    if rank is not None:
-        written += _save(init_ablation_figure(frame, rank, score, stat), out, f"{prefix}init_ablation")
-        written += _save(vector_ablation_figure(frame, rank, score, stat), out, f"{prefix}vector_ablation")
+    if rank is not None:  # each ablation figure where its variants ran: no empty placeholder
+        for figure, stem in ((init_ablation_figure, "init_ablation"), (vector_ablation_figure, "vector_ablation")):
+            fig = figure(frame, rank, score, stat)
+            if any(ax.get_title() for ax in fig.axes):
+                written += _save(fig, out, f"{prefix}{stem}")
+            else:
+                plt.close(fig)
     for kind, stem in (("text", "main"), ("image", "vit")):
         table = main_table(frame, kind, score, stat)
         if table.empty:
