@@ -143,9 +143,10 @@ def point_panel(ax, data: pd.DataFrame, labels: list[tuple[str, pd.DataFrame]], 
         return
     if all(split_yours(runs)[0].empty for _, runs in labels):  # nothing of the study here: the user's runs are it
         labels = [(label, runs.assign(yours=False)) for label, runs in labels]
-    columns = [(f"{label}\n({int(runs['adapter_params'].iloc[0]):,})", *split_yours(runs)) for label, runs in labels]
-    check_comparable([(label, split_yours(runs)[0]) for label, runs in labels if not split_yours(runs)[0].empty],
-                     varied, title.replace("\n", " "))
+    parts = [(label, *split_yours(runs)) for label, runs in labels]
+    check_comparable([(label, runs) for label, runs, _ in parts if not runs.empty], varied, title.replace("\n", " "))
+    columns = [(f"{label}\n({int(pd.concat([runs, yours])['adapter_params'].iloc[0]):,})", runs, yours)
+               for label, runs, yours in parts]
     study = [(column, runs) for column, runs, _ in columns if not runs.empty]
     for _, runs in study:
         check_one_setting(runs, ["variant"])
@@ -250,7 +251,8 @@ def head_reference(ax, runs: pd.DataFrame, score: str, stat: str) -> list:
     to the trained head. Returns its legend entry, (handle, label), in a list (empty without head-only runs). The
     study's head-only runs where it has some, never pooled with the user's."""
     head = runs[runs["method"] == "head"]
-    head = split_yours(head)[0] if not split_yours(head)[0].empty else head
+    study = split_yours(head)[0]
+    head = study if not study.empty else head
     if head.empty:
         return []
     row = aggregate(head, ["task"], score, stat).iloc[0]
