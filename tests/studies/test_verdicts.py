@@ -13,7 +13,7 @@ from veralab.core.config import AdapterConfig
 from veralab.experiment import RunConfig
 from veralab.studies.collect import flatten
 from veralab.studies.findings import Comparison, Finding, vera
-from veralab.studies.report import results_report
+from veralab.studies.report import MARK_NOTES, comparison_table, results_report
 from veralab.studies.verdicts import (
     MARGIN,
     compare,
@@ -222,6 +222,16 @@ def test_the_report_states_rules_power_one_task_findings_and_sensitivity_rows():
     assert "bf16" not in text or "bf16 autocast" in text
     assert "148,610 parameters counted as head" in text
     assert "sst2: full 0.0001 / 0.01, head – / 0.01, lora 0.003 / 0.01, vera 0.03 / 0.01; stsb:" in text
+
+
+def test_a_table_explains_only_the_marks_it_uses():
+    skilled = _compare(_arm("sst2", 0.80) + _arm("sst2", 0.79, shared=False), vera(1024), vera(1024, shared=False),
+                       "close")
+    assert not any(mark in line for line in comparison_table([skilled]) for mark in MARK_NOTES)
+    majority = _arm("sst2", SST2_MAJORITY, shared=False, train_loss=0.70)
+    lines = comparison_table([_compare(_arm("sst2", 0.80) + majority, vera(1024), vera(1024, shared=False), "beats")])
+    assert MARK_NOTES["†"] in "\n".join(lines) and MARK_NOTES["⚠"] in "\n".join(lines)
+    assert MARK_NOTES["‡"] not in "\n".join(lines)
 
 
 def test_results_cli_writes_the_report_from_the_committed_records_and_names_its_sources(tmp_path):

@@ -24,9 +24,11 @@ from .verdicts import (
 )
 
 MARKS = {NO_SKILL: " †", NOT_ABOVE_HEAD: " ‡"}
-MARK_NOTE = ("† no skill: median within one run's standard error of the no-skill level (accuracy: the majority class, "
-             "the best constant answer; Pearson: 0). ‡ an adapter arm whose median is within one standard error of "
-             "head only's: it adds nothing to the trained head. ⚠ a flagged arm (listed under the table).")
+MARK_NOTES = {"†": "† no skill: median within one run's standard error of the no-skill level (accuracy: the majority "
+                   "class, the best constant answer; Pearson: 0).",
+              "‡": "‡ an adapter arm whose median is within one standard error of head only's: it adds nothing to the "
+                   "trained head.",
+              "⚠": "⚠ a flagged arm (listed under the table)."}
 
 
 def _signed(value: float) -> str:
@@ -65,7 +67,9 @@ def comparison_table(results: list[dict], outcome: str = "task verdict") -> list
                          f"{_interval(row)}{p} | {mdd} | {row['verdict']} |")
             notes += [f"⚠ {label} on {row['task']}: {'; '.join(row[key])}." for label, key in
                       ((c.x_label, "x_flags"), (c.y_label, "y_flags")) if row[key]]
-    lines += ["", MARK_NOTE, *sorted(set(f"- {n}" for n in notes)), ""]
+    used = " ".join(MARK_NOTES[mark] for mark in MARK_NOTES if any(mark in line for line in lines[2:]))
+    legend = ([used] if used else []) + sorted(set(f"- {n}" for n in notes))
+    lines += ["", *legend, *([""] if legend else [])]
     for result in results:
         c, rows = result["comparison"], result["rows"]
         counted = [r["task"] for r in rows if not r["verdict"].startswith("not informative")]
