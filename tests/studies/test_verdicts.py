@@ -14,6 +14,7 @@ from veralab.experiment import RunConfig
 from veralab.studies.collect import flatten
 from veralab.studies.findings import Comparison, Finding, vera
 from veralab.studies.report import MARK_NOTES, comparison_table, results_report
+from veralab.studies.selection import candidates
 from veralab.studies.verdicts import (
     MARGIN,
     compare,
@@ -96,6 +97,8 @@ def test_detectable_difference_shrinks_with_seeds_and_seeds_needed_meets_the_mar
     ("beats", -3.0, -0.5, "not reproduced"),
     ("beats", -0.8, 0.9, "not reproduced"),  # no effect as large as a point
     ("beats", -0.5, 2.0, "inconclusive"),
+    ("beats", -0.5, 1.3, "inconclusive"),  # reaches past the ±1 no-effect band: the band is not wider
+    ("beats", 0.2, 0.8, "reproduced"),  # above 0 comes first, though the whole interval is smaller than a point
     ("close", -1.5, 1.5, "reproduced"),
     ("close", -1.5, 3.0, "inconclusive"),  # a one-sided rule would have said reproduced: X may be far better
     ("close", 2.5, 6.0, "not reproduced (X better by more than 2)"),  # wholly above the margin: not "close"
@@ -142,6 +145,20 @@ def test_an_adapter_no_better_than_head_only_shows_no_skill():
     assert result["rows"][0]["verdict"] == "reproduced (Y shows no skill, X does)"
 
 
+def test_an_adapter_within_one_standard_error_above_head_only_shows_no_skill():
+    head = _arm("sst2", 0.74, method="head")
+    rows = head + _arm("sst2", 0.80) + _arm("sst2", 0.745, shared=False)  # above head only, by less than 1.5 points
+    assert _compare(rows, vera(1024), vera(1024, shared=False), "beats")["rows"][0]["y_skill"] == "not above head only"
+    rows = head + _arm("sst2", 0.80) + _arm("sst2", 0.77, shared=False)
+    assert _compare(rows, vera(1024), vera(1024, shared=False), "beats")["rows"][0]["y_skill"] == ""
+
+
+def test_against_head_only_the_interval_decides_not_head_onlys_median():
+    rows = _arm("sst2", 0.74, method="head") + _arm("sst2", 0.752)  # VeRA above head by about a point
+    row = _compare(rows, vera(1024), {"method": "head"}, "beats")["rows"][0]
+    assert row["x_skill"] == "" and row["verdict"] == "reproduced"
+
+
 def test_a_pearson_arm_with_no_correlation_shows_no_skill():
     rows = _arm("stsb", 0.01, metric="pearson") + _arm("stsb", 0.80, metric="pearson", shared=False)
     result = _compare(rows, vera(1024), vera(1024, shared=False), "beats", tasks=("stsb",))
@@ -156,11 +173,28 @@ def test_one_counted_task_says_so_and_tasks_are_never_pooled():
     assert result["verdict"] == "inconclusive"
     assert overall_verdict(["reproduced", "not informative (an arm lacks skill)"]) == "reproduced on one task only"
     assert overall_verdict(["reproduced", "reproduced (Y shows no skill, X does)"]) == "reproduced"
+    assert overall_verdict(["inconclusive (fewer than 3 pairs)", "not informative (an arm lacks skill)"]) == \
+        "inconclusive (fewer than 3 pairs)"  # not "on one task only": nothing was decided
+
+
+def test_a_finding_is_reproduced_when_every_comparison_is_whatever_the_reason():
+    def result(text):
+        return {"verdict": text, "missing": []}
+    assert finding_verdict([result("reproduced"), result("reproduced (Y shows no skill, X does)")]) == "reproduced"
+    assert finding_verdict([result("not reproduced"), result("not reproduced (X worse by more than 2)")]) == \
+        "not reproduced"
+    assert finding_verdict([result("reproduced on one task only"), result("reproduced")]) == \
+        "reproduced (on one task only for some comparison)"
+    assert finding_verdict([result("reproduced"), result("not reproduced")]) == "inconclusive"
+    assert finding_verdict([result("reproduced"), {"verdict": "reproduced", "missing": ["stsb"]}]) == \
+        "inconclusive (not every run is there yet)"
 
 
 def test_degenerate_tasks_are_inconclusive_not_decided():
     assert task_verdict("beats", paired_difference([0.2] * 3), "", "") == "inconclusive (no spread across seeds)"
     assert task_verdict("beats", paired_difference([5.0, 6.0]), "", "") == "inconclusive (fewer than 3 pairs)"
+    # too few pairs decide nothing, not even where one arm's median lacks skill
+    assert task_verdict("beats", paired_difference([5.0, 6.0]), "", "no skill") == "inconclusive (fewer than 3 pairs)"
 
 
 def test_an_arm_is_flagged_at_a_grid_edge_or_with_the_constant_answers_loss():
@@ -169,8 +203,19 @@ def test_an_arm_is_flagged_at_a_grid_edge_or_with_the_constant_answers_loss():
                       edges={("sst2", "vera"): (1e-1, "highest")})
     row = result["rows"][0]
     assert row["x_flags"] == ["rate at the grid's highest edge"]
-    assert row["y_flags"] == ["rate at the grid's highest edge",
-                              "final training loss 0.70 ≥ the constant answer's 0.69"]
+    assert row["y_flags"][0] == "rate at the grid's highest edge"
+    assert row["y_flags"][1].startswith("5 of 5 runs learned nothing (a final training loss at or above the constant")
+
+
+def test_a_collapse_in_some_seeds_is_flagged_though_the_median_run_learned():
+    change = {"d_init": 0.0, "train_b": False}
+    by_loss = _record("sst2", 3, 0.60, train_loss=0.71, **change)  # scores above the majority class all the same
+    by_score = _record("sst2", 4, SST2_MAJORITY + 0.001, train_loss=0.68, **change)  # one class, loss just below
+    rows = _arm("sst2", 0.80) + _arm("sst2", 0.78, seeds=range(3), **change) + [by_loss, by_score]
+    row = _compare(rows, vera(1024), vera(1024, **change), "beats")["rows"][0]
+    assert row["x_flags"] == [] and row["x_skill"] == row["y_skill"] == ""
+    assert row["y_flags"] == ["2 of 5 runs learned nothing (a final training loss at or above the constant answer's, "
+                              "or a score at the no-skill level): 51.0, 60.0"]
 
 
 def test_a_finding_with_a_missing_arm_or_seed_stays_open():
@@ -254,3 +299,17 @@ def test_an_inconclusive_task_says_how_many_seeds_would_decide_it():
     assert what_would_decide("close", stat) == f"about {seeds_needed(stat['sd'])} seeds at the spread seen"
     n = int(what_would_decide("beats", stat).split()[1])
     assert detectable_difference(stat["sd"], n) <= abs(stat["mean"]) < detectable_difference(stat["sd"], n - 1)
+
+
+def test_the_selection_takes_the_best_median_a_tie_to_the_lower_rate_and_flags_a_grid_edge():
+    def candidate(task, lr, scores, failed=()):
+        rows = [_record(task, seed, score, lr=lr) for seed, score in enumerate(scores)]
+        return rows + [{**_record(task, seed, 0.0, lr=lr), "status": "failed"} for seed in failed]
+    rows = (candidate("sst2", 1e-2, [0.80, 0.81]) + candidate("sst2", 3e-2, [0.79, 0.82])  # tied medians
+            + candidate("sst2", 1e-1, [0.78, 0.79]) + candidate("sst2", 3e-1, [0.90], failed=[1])  # one seed diverged
+            + candidate("mrpc", 3e-3, [0.70, 0.71]) + candidate("mrpc", 1e-2, [0.60, 0.61]))
+    table = candidates(pd.DataFrame(rows))
+    chosen = table[table["chosen"]].set_index("task")
+    assert chosen.loc["sst2", "rate"] == 1e-2 and chosen.loc["sst2", "edge"] == ""
+    assert chosen.loc["mrpc", "rate"] == 3e-3 and chosen.loc["mrpc", "edge"] == "lowest"
+    assert table.loc[table["rate"] == 3e-1, "failed"].iloc[0] == [1]

@@ -89,10 +89,11 @@ def selection_section(table: pd.DataFrame, holdout: int, seeds: list[int]) -> li
         return ["No selection records: `make glue` runs the selection first.", ""]
     lines = [f"Every candidate ran on {holdout:,} training examples held out of the training split (never the dev "
              f"split that is scored), with the campaign's settings and seeds {', '.join(map(str, seeds))}; the "
-             "highest median wins (a tie: the lower rate). Head only chose the head's rate, which every other method's "
-             "head then used. Scores in points (× 100), per seed in brackets. Grids (each extended where a first, "
-             "narrower grid's edge won): " + "; ".join(f"{m} {', '.join(f'{r:g}' for r in rates)}"
-                                                     for m, rates in SELECTION_GRID.items()) + ".", "",
+             "highest median among the candidates where no seed diverged wins (a tie: the lower rate). Head only "
+             "chose the head's rate, which every other method's head then used. Scores in points (× 100), per seed "
+             "in brackets. Grids (each extended where a first, narrower grid's edge won): "
+             + "; ".join(f"{m} {', '.join(f'{r:g}' for r in rates)}" for m, rates in SELECTION_GRID.items()) + ".",
+             "",
              "| task | method | candidates: median (per seed) | chosen | over the runner-up, per seed |",
              "|---|---|---|---|---|"]
     for (task, method), group in table.groupby(["task", "method"], sort=True):

@@ -25,18 +25,22 @@ MIN_PAIRS = 3  # fewer pairs give an interval too wide (t with 1 degree of freed
 POWER = 0.8  # the power at which a comparison's minimal detectable difference is given
 VERDICT_RULES = (
     f"Per task, over its seeds, on the 95% t-interval of the mean paired difference X − Y. **\"X beats Y\"** is "
-    f"reproduced when the interval lies above 0; not reproduced when it lies below 0, or within ±{NO_EFFECT:g} point "
-    f"(no difference that large); else inconclusive. **\"X is close to Y\"** (an equivalence claim) is reproduced "
-    f"when the interval lies inside ±{MARGIN:g} points (looser than the paper's \"about a point\"); not reproduced "
-    f"when it lies wholly outside (the verdict says on which side: X better or X worse by more than {MARGIN:g}); else "
-    f"inconclusive. **Skill**: an arm shows none when its median is within one run's standard error of the no-skill "
-    f"level (accuracy: the majority class; Pearson: 0), and an adapter arm (VeRA, LoRA, full fine-tuning) shows none "
-    f"when its median is within one standard error of head only's. For \"X beats Y\", Y without skill and X with "
-    f"skill counts for X, X without skill counts against it, neither with skill makes the task uninformative; for "
-    f"\"close\", an arm without skill makes the task uninformative. With fewer than {MIN_PAIRS} pairs, or the same "
-    f"difference at every seed, a task is inconclusive. A comparison is reproduced (not reproduced) when every task "
-    f"that counts is; one counted on a single task says \"on one task only\". A finding is reproduced when every "
-    f"comparison is. Each finding is judged at 95% on its own, with no correction for testing several.")
+    f"reproduced when the interval lies above 0; otherwise not reproduced when it lies below 0, or within "
+    f"±{NO_EFFECT:g} point (no difference that large); else inconclusive. **\"X is close to Y\"** (an equivalence "
+    f"claim) is reproduced when the interval lies inside ±{MARGIN:g} points (looser than the paper's \"about a "
+    f"point\"); not reproduced when it lies wholly outside (the verdict says on which side: X better or X worse by "
+    f"more than {MARGIN:g}); else inconclusive. With fewer than {MIN_PAIRS} pairs, or the same difference at every "
+    f"seed, a task is inconclusive. **Skill**: an arm shows none when its median is at most one run's standard "
+    f"error above the no-skill level (accuracy: the majority class; Pearson: 0), and an adapter arm (VeRA, LoRA, "
+    f"full fine-tuning) compared with another adapter shows none when its median is at most one standard error "
+    f"above head only's. For \"X beats Y\", Y without skill and X with skill counts for X, X without skill counts "
+    f"against it, neither with skill makes the task uninformative; for \"close\", an arm without skill makes the "
+    f"task uninformative. A comparison is reproduced (not reproduced) when every task that counts is; one counted "
+    f"on a single task says \"on one task only\". A finding is reproduced when every comparison is. Each finding "
+    f"is judged at 95% on its own, with no correction for testing several. **Flags** (⚠, listed under each table; "
+    f"they change no verdict): an arm whose rate was chosen at its selection grid's edge, and an arm with runs "
+    f"that learned nothing of the inputs (a final training loss at or above the constant answer's, or a score "
+    f"within one run's standard error of the no-skill level; the flag says how many).")
 
 
 # ---- statistics -----------------------------------------------------------------------------------------------
@@ -149,13 +153,14 @@ def verdict(claim: str, low: float, high: float) -> str:
 
 
 def task_verdict(claim: str, stat: dict, x_skill: str, y_skill: str) -> str:
-    """One task's verdict: decided by skill where an arm lacks it, else by the interval (when there is one)."""
+    """One task's verdict: inconclusive with too few pairs; else decided by skill where an arm lacks it, else by the
+    interval."""
+    if stat["n"] < MIN_PAIRS:
+        return f"inconclusive (fewer than {MIN_PAIRS} pairs)"
     if x_skill or y_skill:
         if claim == "close" or (x_skill and y_skill):
             return "not informative (" + ("neither arm shows" if x_skill and y_skill else "an arm lacks") + " skill)"
         return "reproduced (Y shows no skill, X does)" if y_skill else "not reproduced (X shows no skill, Y does)"
-    if stat["n"] < MIN_PAIRS:
-        return f"inconclusive (fewer than {MIN_PAIRS} pairs)"
     if np.isclose(stat["high"], stat["low"], rtol=0, atol=1e-6):
         return "inconclusive (no spread across seeds)"
     return verdict(claim, stat["low"], stat["high"])
@@ -172,10 +177,14 @@ def overall_verdict(task_verdicts: list[str]) -> str:
         return "not run yet"
     if not counted:
         return "inconclusive (no task where the arms show skill)"
-    kinds = {"reproduced" if v.startswith("reproduced") else "not reproduced" if v.startswith("not reproduced")
-             else "inconclusive" for v in counted}
+    kinds = {_kind(v) for v in counted}
     overall = counted[0] if len(set(counted)) == 1 else kinds.pop() if len(kinds) == 1 else "inconclusive"
-    return overall + (" on one task only" if len(counted) == 1 and overall != "inconclusive" else "")
+    return overall + (" on one task only" if len(counted) == 1 and _kind(overall) != "inconclusive" else "")
+
+
+def _kind(verdict_text: str) -> str:
+    """A verdict without its reason: reproduced, not reproduced or inconclusive."""
+    return next((k for k in ("reproduced", "not reproduced") if verdict_text.startswith(k)), "inconclusive")
 
 
 # ---- comparisons -----------------------------------------------------------------------------------------------
@@ -190,17 +199,24 @@ def select(frame: pd.DataFrame, task: str, where: dict) -> pd.DataFrame:
 
 
 def flags(runs: pd.DataFrame, edges: dict | None = None) -> list[str]:
-    """Warnings on an arm: its rate chosen at the selection grid's edge (the optimum may lie beyond), or its median
-    final training loss at or above the constant answer's (it learned nothing of the inputs)."""
+    """Warnings on an arm: its rate chosen at the selection grid's edge (the optimum may lie beyond), or runs that
+    learned nothing of the inputs (a collapse that a median over seeds hides): a final training loss at or above the
+    constant answer's, or a score within one run's standard error of the no-skill level."""
     found = []
     method = runs["method"].iloc[0]
     edge = (edges or {}).get((runs["task"].iloc[0], method))
     rate = runs["head_lr" if method == "head" else "lr"].astype(float).iloc[0]
     if edge and np.isclose(edge[0], rate):
         found.append(f"rate at the grid's {edge[1]} edge")
-    loss, constant = runs["train_loss"].astype(float).median(), runs["constant_loss"].astype(float).median()
-    if np.isfinite(constant) and loss >= constant:
-        found.append(f"final training loss {loss:.2f} ≥ the constant answer's {constant:.2f}")
+    scores, level = runs["score"].astype(float), no_skill_level(runs)
+    collapsed = runs["train_loss"].astype(float) >= runs["constant_loss"].astype(float)
+    if level is not None:
+        error = one_run_error(max(level, 1e-9), runs["eval_size"].max(), runs["metric"].iloc[0])
+        collapsed |= scores <= level + error
+    if collapsed.any():
+        found.append(f"{collapsed.sum()} of {len(runs)} runs learned nothing (a final training loss at or above the "
+                     f"constant answer's, or a score at the no-skill level): "
+                     f"{', '.join(f'{100 * v:.1f}' for v in sorted(scores[collapsed]))}")
     return found
 
 
@@ -220,7 +236,9 @@ def compare(frame: pd.DataFrame, finding: Finding, comparison: Comparison, edges
             missing.append(task)
         stat = paired_difference(100 * (pairs["score_x"].astype(float) - pairs["score_y"].astype(float)))
         head = select(frame, task, {"method": "head"})
-        x_skill, y_skill = skill(x, head), skill(y, head)
+        # against head only itself the paired interval is the test: its median is no floor to clear first
+        reference = None if "head" in set(x["method"]) | set(y["method"]) else head
+        x_skill, y_skill = skill(x, reference), skill(y, reference)
         threads = [sorted(int(t) for t in runs["threads"].dropna().unique()) for runs in (x, y)]
         unlike = [f"ran with {threads[0]} thread(s) per run, the other arm with {threads[1]}"] \
             if threads[0] != threads[1] else []  # float sums, so scores, follow the thread count
@@ -238,6 +256,8 @@ def finding_verdict(results: list[dict]) -> str:
         return "inconclusive (not every run is there yet)"
     if len(set(verdicts)) == 1:
         return verdicts[0]
-    bare = {v.replace(" on one task only", "") for v in verdicts}
-    return bare.pop() + " (on one task only for some comparison)" if len(bare) == 1 and \
-        bare != {"inconclusive"} else "inconclusive"
+    kinds = {_kind(v) for v in verdicts}
+    if len(kinds) > 1 or kinds == {"inconclusive"}:
+        return "inconclusive"
+    return kinds.pop() + (" (on one task only for some comparison)" if any("on one task only" in v for v in verdicts)
+                          else "")
