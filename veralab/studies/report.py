@@ -140,8 +140,9 @@ DIFFERENCES = """\
 - Model: all-MiniLM-L6-v2 (6 layers, width 384, 22.7M parameters), not RoBERTa-base (12 layers, width 768): the
   adapters are smaller (VeRA r=1024 on query/value: 12 × (384 + 1024) = 16,896 parameters against the paper's
   43,008; LoRA r=8: 73,728 against 294,912), and the scores are not comparable with the paper's. The trained head is
-  BERT's pooler (a dense layer and tanh over [CLS]) with its classifier, 148,610 parameters counted as head, never
-  adapter: the counterpart of RoBERTa's classification head (dense + out_proj) that the paper trains.{head}
+  BERT's pooler (a dense layer and tanh over [CLS]) with its classifier, 148,610 parameters on SST-2 (148,225 on
+  STS-B's one output) counted as head, never adapter: the counterpart of RoBERTa's classification head (dense +
+  out_proj) that the paper trains.{head}
 - Data: GLUE's real train and dev TSVs, scored on the whole dev split as the paper does; {reduction}
 - Training: {epochs} epochs (the paper 25–160) in bf16 autocast (float32 weights and optimizer), at learning rates
   chosen per task and method on a slice held out of the training split (the paper's are per task too); maximum
