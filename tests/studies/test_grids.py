@@ -132,7 +132,7 @@ def test_glue_cpu_runs_where_the_model_learns_with_each_tasks_chosen_rates_and_e
     profile = profiles.PROFILES["glue_cpu"]
     points = {s: expand(s, load_grid(s, "glue_cpu"), tmp_path) for s in profile}
     for study, study_points in points.items():
-        assert {p.params["task"] for p in study_points} == {"sst2", "stsb"}
+        assert {p.params["task"] for p in study_points} == set(profiles.rates_chosen()) >= {"sst2", "stsb"}
         seeds = sorted({p.params["run_seed"] for p in study_points})
         assert seeds == (list(range(9)) if study in ("main_table", "vector_ablation") else list(range(5))), study
         for p in study_points:
@@ -140,7 +140,7 @@ def test_glue_cpu_runs_where_the_model_learns_with_each_tasks_chosen_rates_and_e
             assert p.params["head_lr"] == profiles.GLUE_CPU_HEAD_LR[task]
             assert p.params["lr"] == (profiles.GLUE_CPU_LR[task][method] if method != "head" else None)
             assert (p.params["precision"], p.params["max_train_samples"], p.params["head_scope"]) == \
-                ("bf16", 1024, "paper")
+                ("bf16", profiles.GLUE_CPU_TRAIN[task], "paper")
             assert p.params["validation_holdout"] is None  # the campaign scores the dev split
 
 
@@ -150,7 +150,7 @@ def test_the_lower_rate_rows_differ_from_the_campaign_only_in_veras_rate(tmp_pat
     campaign = {(p.params["task"], p.params["run_seed"], p.params["d_init"], p.params["projection_init"],
                  p.params["train_d"], p.params["train_b"], p.params["shared"]): p.params
                 for s in ("vector_ablation", "init_ablation") for p in expand(s, load_grid(s, "glue_cpu"), tmp_path)}
-    assert len({p.run_dir for p in lower}) == 2 * 5 * 8  # 2 tasks, 5 seeds, the default and 7 variants
+    assert len({p.run_dir for p in lower}) == len(profiles.rates_chosen()) * 5 * 8  # 5 seeds, the default, 7 variants
     for point in lower:
         p = point.params
         same = campaign[p["task"], p["run_seed"], p["d_init"], p["projection_init"], p["train_d"], p["train_b"],
@@ -168,9 +168,14 @@ def test_the_selection_scores_a_held_out_slice_with_the_campaigns_settings(tmp_p
     for point in heads + rates:
         p = point.params
         assert p["validation_holdout"] == profiles.SELECTION_HOLDOUT and p["run_seed"] in profiles.SELECTION_SEEDS
+        assert p["max_train_samples"] == profiles.GLUE_CPU_TRAIN[p["task"]]
+        if p["task"] not in profiles.rates_chosen():
+            continue  # its studies wait for its rates
         differs = {k for k in p if p[k] != campaign[p["task"], p["method"]][k]}
         assert differs <= {"validation_holdout", "run_seed", "projection_prng_key", "lr", "head_lr"}, differs
     assert {p.params["head_lr"] for p in heads} == set(profiles.SELECTION_GRID["head"])
+    assert {p.params["task"] for p in heads} == set(profiles.GLUE_CPU_TASKS)
+    assert {p.params["task"] for p in rates} == set(profiles.head_chosen())
     for point in rates:  # every adapter candidate trains its head at the head-only runs' chosen rate
         assert point.params["head_lr"] == profiles.GLUE_CPU_HEAD_LR[point.params["task"]]
     assert {(p.params["method"], p.params["lr"]) for p in rates} == {
@@ -218,12 +223,17 @@ def test_glue_cpu_rates_are_the_committed_selections_choice_inside_its_grid(glue
     frame = pd.concat([collect_records(root / name) for name in ("glue_cpu_select_head", "glue_cpu_select")])
     if frame.empty:
         pytest.skip("no committed selection records")
-    expected = {p.run_dir.name for name in ("glue_cpu_select_head", "glue_cpu_select")
-                for p in expand("main_table", load_grid("main_table", name), root / name, glue_dir)}
+    chosen = {"glue_cpu_select_head": profiles.head_chosen(), "glue_cpu_select": profiles.rates_chosen()}
+    expected = {p.run_dir.name for name in chosen
+                for p in expand("main_table", load_grid("main_table", name), root / name, glue_dir)
+                if p.params["task"] in chosen[name]}  # a task's records come with the choice they make
     assert set(frame["name"]) == expected and set(frame["status"]) == {"ok"}
     table = candidates(frame)
     assert disagreements(table) == []
-    assert len(table[table["chosen"]]) == 2 * 4 and not table["edge"].any()
+    done = table[table["chosen"]]
+    assert set(zip(done["task"], done["method"])) == {(t, "head") for t in profiles.head_chosen()} | {
+        (t, m) for t in profiles.rates_chosen() for m in ("vera", "lora", "full")}
+    assert not done["edge"].any()
 
 
 @pytest.mark.parametrize("grid, message", [
@@ -333,3 +343,27 @@ def test_the_paper_main_table_is_table_2_for_both_roberta_sizes_at_each_methods_
 
 def _by_params(points, **where):
     return [p for p in points if all(p[k] == v for k, v in where.items())]
+
+
+def test_a_glue_cpu_task_joins_in_stages_and_the_check_keeps_its_rates(tmp_path, monkeypatch):
+    """Head rate, then adapter rates, then studies: a task enters each stage once the previous choice is recorded,
+    with its own training size throughout; the check that qualified MRPC keeps STS-B's rates whatever MRPC's."""
+    check = {p.run_dir.name for p in expand("main_table", load_grid("main_table", "glue_cpu_check"), tmp_path)}
+    monkeypatch.setitem(profiles.GLUE_CPU_TRAIN, "newtask", None)
+    monkeypatch.setattr(profiles, "GLUE_CPU_TASKS", [*profiles.GLUE_CPU_TASKS, "newtask"])
+    stages = ("glue_cpu_select_head", "glue_cpu_select", "glue_cpu")
+
+    def tasks():
+        built = {"glue_cpu_select_head": profiles._selection_head(), "glue_cpu_select": profiles._selection(),
+                 "glue_cpu": profiles._glue_cpu_profile()}
+        return [set(built[name]["main_table"]["tasks"]) for name in stages]
+    assert ["newtask" in t for t in tasks()] == [True, False, False]
+    assert profiles._selection_head()["main_table"]["task_overrides"]["newtask"] == {"max_train_samples": None}
+    monkeypatch.setitem(profiles.GLUE_CPU_HEAD_LR, "newtask", 3e-2)
+    assert ["newtask" in t for t in tasks()] == [True, True, False]
+    monkeypatch.setitem(profiles.GLUE_CPU_LR, "newtask", {"vera": 1e-2, "lora": 1e-3, "full": 1e-4})
+    assert ["newtask" in t for t in tasks()] == [True, True, True]
+    assert profiles._glue_cpu_profile()["main_table"]["task_overrides"]["newtask"] == {
+        "max_train_samples": None, **profiles.task_rates("newtask")}
+    monkeypatch.setitem(profiles.GLUE_CPU_LR, "mrpc", {"vera": 1e-2, "lora": 1e-3, "full": 1e-4})
+    assert {p.run_dir.name for p in expand("main_table", profiles._pair_check()["main_table"], tmp_path)} == check

@@ -17,6 +17,8 @@ seed sets both run_seed and the projection PRNG key.
 
 from __future__ import annotations
 
+from ..experiment.glue import GLUE_DIRS
+
 
 def method_rates(lrs: dict) -> dict:
     """A grid's per-method learning rates, for its `base` (or a task's override): a point keeps its study's rate for
@@ -184,12 +186,14 @@ GLUE_CPU_HEAD_LR = {"sst2": 3e-3, "stsb": 1e-2}  # chosen by glue_cpu_select_hea
 GLUE_CPU_LR = {"sst2": {"vera": 1e-1, "lora": 1e-2, "full": 3e-4},  # chosen by glue_cpu_select
                "stsb": {"vera": 3e-2, "lora": 3e-3, "full": 1e-4}}
 
-# glue_cpu, the reduction that fits a 2-core CPU: a seeded 1,024-example subsample of each training set (the same
-# examples for every method at a seed), bf16 autocast (half the float32 time, within a point of it: BENCHMARKS.md).
-# Tasks where MiniLM learns at this budget: SST-2 and STS-B. MRPC and RTE stay at their majority class here (the v1
-# records, and glue_cpu_check on their whole training sets), so they are left to the `glue` profile.
+# glue_cpu, the reduction that fits a 2-core CPU: bf16 autocast (half the float32 time, within a point of it:
+# BENCHMARKS.md) and, per task, the training examples MiniLM learns from in 3 epochs (`max_train_samples`, the same
+# seeded examples for every method at a seed; None: the whole training set). SST-2 and STS-B: 1,024. MRPC: its whole
+# training set; on 1,024 examples its arms stayed at the majority class (v1), on the whole set LoRA and VeRA leave it
+# (glue_cpu_check). RTE stays in the `glue` profile (glue_cpu_check; reduction_text says why).
 GLUE_CPU = {"max_train_samples": 1024, "precision": "bf16"}
-GLUE_CPU_TASKS = ["sst2", "stsb"]
+GLUE_CPU_TRAIN = {"sst2": 1024, "stsb": 1024, "mrpc": None}
+GLUE_CPU_TASKS = list(GLUE_CPU_TRAIN)
 GLUE_CPU_SEEDS = [0, 1, 2, 3, 4]  # the paper's 5
 # "X is close to Y" needs its 95% interval inside ±2 points: the v1 records' paired differences on STS-B (sd up to
 # 1.5 points for VeRA against LoRA and against independent A/B) need 9 seeds for 80% power (verdicts.seeds_needed)
@@ -199,16 +203,38 @@ GLUE_CPU_CLOSE_SEEDS = list(range(9))
 def reduction_text(profile: str) -> str:
     """How a GLUE profile's data and seeds differ from the paper's (for RESULTS.md)."""
     if profile == "glue_cpu":
-        return (f"the CPU reduction (`glue_cpu`): a seeded {GLUE_CPU['max_train_samples']:,}-example subsample of each "
-                f"training set (the same examples for every method at a seed); {len(GLUE_CPU_SEEDS)} seeds (the "
-                f"paper's), {len(GLUE_CPU_CLOSE_SEEDS)} for the comparisons judged against a margin.")
+        sizes = "; ".join(f"{GLUE_DIRS.get(t, t)}: " + (f"a seeded {n:,}-example subsample of its training set"
+                                                       if n else "its whole training set")
+                          for t, n in GLUE_CPU_TRAIN.items() if t in rates_chosen())
+        return (f"the CPU reduction (`glue_cpu`), the examples each task learns from in 3 epochs ({sizes}), the same "
+                f"examples for every method at a seed; {len(GLUE_CPU_SEEDS)} seeds (the paper's), "
+                f"{len(GLUE_CPU_CLOSE_SEEDS)} for the comparisons judged against a margin.")
     return f"the whole training sets and {len(GLUE_SEEDS)} seeds (`glue`)."
+
+
+def head_chosen() -> list[str]:
+    """The glue_cpu tasks whose head rate is chosen: they enter the adapters' selection. A task joins in stages: its
+    head rate (glue_cpu_select_head), then its adapters' rates with that head rate (glue_cpu_select), then its
+    studies (glue_cpu, glue_cpu_lower); each choice is written into the constants above, which a test and `veralab
+    results` check against the selection's records."""
+    return [t for t in GLUE_CPU_TASKS if t in GLUE_CPU_HEAD_LR]
+
+
+def rates_chosen() -> list[str]:
+    """The glue_cpu tasks whose every rate is chosen: the ones the studies run on."""
+    return [t for t in GLUE_CPU_TASKS if t in GLUE_CPU_LR]
+
+
+def train_size(task: str) -> dict:
+    """A task's `task_overrides` entry for its training examples, where they differ from GLUE_CPU's."""
+    size = GLUE_CPU_TRAIN[task]
+    return {} if size == GLUE_CPU["max_train_samples"] else {"max_train_samples": size}
 
 
 def task_rates(task: str, lower_vera: bool = False) -> dict:
     """A task's `task_overrides` entry: its head rate and each method's rate (VeRA's next grid rate down with
-    `lower_vera`, the ablations' sensitivity row). MRPC and RTE, which glue_cpu does not select for, take STS-B's
-    (a sentence-pair task too) until a selection runs on them."""
+    `lower_vera`, the ablations' sensitivity row). A task without chosen rates (RTE; MRPC until its selection ends)
+    takes STS-B's (a sentence-pair task too)."""
     chosen = task if task in GLUE_CPU_LR else "stsb"
     rates = {m: {"lr": lr} for m, lr in GLUE_CPU_LR[chosen].items()}
     if lower_vera:
@@ -225,8 +251,9 @@ def next_rate_down(method: str, rate: float) -> float:
 
 def _glue(tasks, points, seeds=GLUE_SEEDS, reduction=None, lower_vera=False):
     base = {**GLUE_TEXT, "epochs": GLUE_EPOCHS, **(reduction or {})}
+    sizes = {t: train_size(t) for t in tasks} if reduction else {}
     return {"tasks": list(tasks), "seeds": seeds, "base": base, "points": points,
-            "task_overrides": {t: task_rates(t, lower_vera) for t in tasks}}
+            "task_overrides": {t: {**sizes.get(t, {}), **task_rates(t, lower_vera)} for t in tasks}}
 
 
 def _glue_profile() -> dict:
@@ -244,8 +271,9 @@ def _main_points(rank=None):
 
 
 def _glue_cpu_profile() -> dict:
-    """The studies on SST-2 and STS-B; main table and vector ablation (the "close" comparisons) at 9 seeds."""
-    tasks, close, seeds = GLUE_CPU_TASKS, GLUE_CPU_CLOSE_SEEDS, GLUE_CPU_SEEDS
+    """The studies on the tasks whose rates are chosen; main table and vector ablation (the "close" comparisons) at
+    9 seeds."""
+    tasks, close, seeds = rates_chosen(), GLUE_CPU_CLOSE_SEEDS, GLUE_CPU_SEEDS
     return {"main_table": _glue(tasks, _main_points(), close, GLUE_CPU),
             "vector_ablation": _glue(tasks, _vector_points(GLUE_RANK), close, GLUE_CPU),
             "init_ablation": _glue(tasks, _init_points(GLUE_RANK, (1e-7, 1e-1, 1.0)), seeds, GLUE_CPU),
@@ -255,7 +283,7 @@ def _glue_cpu_profile() -> dict:
 def _glue_cpu_lower() -> dict:
     """The ablations again with VeRA at its next grid rate down (sensitivity rows: is a verdict the doing of the
     chosen rate?), every variant and the default."""
-    tasks, seeds = GLUE_CPU_TASKS, GLUE_CPU_SEEDS
+    tasks, seeds = rates_chosen(), GLUE_CPU_SEEDS
     return {"vector_ablation": _glue(tasks, _vector_points(GLUE_RANK), seeds, GLUE_CPU, lower_vera=True),
             "init_ablation": _glue(tasks, _init_points(GLUE_RANK, (1e-7, 1e-1, 1.0)), seeds, GLUE_CPU,
                                    lower_vera=True)}
@@ -267,14 +295,16 @@ SELECTION_BASE = {**GLUE_TEXT, "epochs": GLUE_EPOCHS, **GLUE_CPU, "validation_ho
 def _selection_head() -> dict:
     points = [{"method": "head", "head_lr": lr} for lr in SELECTION_GRID["head"]]
     return {"main_table": {"tasks": GLUE_CPU_TASKS, "seeds": SELECTION_SEEDS, "base": SELECTION_BASE,
+                           "task_overrides": {t: train_size(t) for t in GLUE_CPU_TASKS if train_size(t)},
                            "points": points}}
 
 
 def _selection() -> dict:
     ranks = {"vera": {"rank": GLUE_RANK}, "lora": {"rank": GLUE_LORA_RANK}, "full": {}}
     points = [{"method": m, **ranks[m], "lr": lr} for m in ranks for lr in SELECTION_GRID[m]]
-    return {"main_table": {"tasks": GLUE_CPU_TASKS, "seeds": SELECTION_SEEDS, "base": SELECTION_BASE,
-                           "task_overrides": {t: {"head_lr": GLUE_CPU_HEAD_LR[t]} for t in GLUE_CPU_TASKS},
+    tasks = head_chosen()
+    return {"main_table": {"tasks": tasks, "seeds": SELECTION_SEEDS, "base": SELECTION_BASE,
+                           "task_overrides": {t: {"head_lr": GLUE_CPU_HEAD_LR[t], **train_size(t)} for t in tasks},
                            "points": points}}
 
 
@@ -285,7 +315,7 @@ def _pair_check() -> dict:
     tasks = ["mrpc", "rte"]
     base = {**SELECTION_BASE, "max_train_samples": None}
     return {"main_table": {"tasks": tasks, "seeds": SELECTION_SEEDS, "base": base,
-                           "task_overrides": {t: task_rates(t) for t in tasks},
+                           "task_overrides": {t: task_rates("stsb") for t in tasks},
                            "points": [p for p in _main_points() if p["method"] != "full"]}}
 
 
