@@ -2,7 +2,7 @@
 
 import pytest
 
-from veralab.experiment.glue import GlueDataError, read_glue_split
+from veralab.experiment.glue import GLUE_DEV_SIZES, GlueDataError, read_glue_split
 from veralab.experiment.run import majority_class
 
 OFFICIAL_SIZES = {("sst2", "train"): 67349, ("sst2", "dev"): 872, ("mrpc", "train"): 3668, ("mrpc", "dev"): 408,
@@ -159,3 +159,9 @@ def test_majority_class_of_real_mrpc_dev_is_the_paraphrase_label_at_68_percent(g
 def test_majority_class_is_each_splits_most_frequent_label_and_its_share():
     assert majority_class({"a": [2, 0, 0, 0], "b": [1, 2, 2]}) == {"label": {"a": 0, "b": 2},
                                                                    "accuracy": {"a": 0.75, "b": round(2 / 3, 6)}}
+
+
+
+def test_the_dev_sizes_reports_quote_are_the_official_ones_the_files_are_checked_against():
+    official = {task: size for (task, split), size in OFFICIAL_SIZES.items() if split == "dev"}
+    assert {task: GLUE_DEV_SIZES[task] for task in official} == official

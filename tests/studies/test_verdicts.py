@@ -13,7 +13,7 @@ from veralab.core.config import AdapterConfig
 from veralab.experiment import RunConfig
 from veralab.studies.collect import flatten
 from veralab.studies.findings import Comparison, Finding, vera
-from veralab.studies.report import MARK_NOTES, comparison_table, results_report
+from veralab.studies.report import MARK_NOTES, check_section, comparison_table, results_report
 from veralab.studies.selection import candidates
 from veralab.studies.verdicts import (
     MARGIN,
@@ -313,3 +313,19 @@ def test_the_selection_takes_the_best_median_a_tie_to_the_lower_rate_and_flags_a
     assert chosen.loc["sst2", "rate"] == 1e-2 and chosen.loc["sst2", "edge"] == ""
     assert chosen.loc["mrpc", "rate"] == 3e-3 and chosen.loc["mrpc", "edge"] == "lowest"
     assert table.loc[table["rate"] == 3e-1, "failed"].iloc[0] == [1]
+
+
+def test_the_check_says_which_tasks_learn_and_why_rte_stays_off_the_cpu():
+    rows = []
+    for task, level, adapter, loss in (("mrpc", 0.67, 0.72, 0.50), ("rte", 0.505, 0.532, 0.665)):
+        rows += _arm(task, level, method="head", seeds=range(2), majority=level, constant_loss=0.69)
+        rows += _arm(task, adapter, method="lora", rank=8, seeds=range(2), majority=level, train_loss=loss,
+                     constant_loss=0.69)
+        rows += _arm(task, adapter, seeds=range(2), majority=level, train_loss=loss, constant_loss=0.69)
+    text = "\n".join(check_section(pd.DataFrame(rows)))
+    assert "| mrpc | VeRA r=1024 |" in text and "| rte | head only |" in text
+    assert "- MRPC: LoRA and VeRA lead the majority class by 5.0 points" in text
+    assert "they learn, so its studies run on the CPU, on its whole training set" in text
+    assert "- RTE: LoRA and VeRA lead the majority class by 2.7 points (1.6 standard errors" in text
+    assert "its dev split has 277 examples (one run's standard error 3.0 points at 50%)" in text
+    assert "It stays in the `glue` profile" in text

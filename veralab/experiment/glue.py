@@ -15,6 +15,7 @@ from ..core.config import OneLineError
 from ..core.io import files_sha256
 
 GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B"}
+GLUE_DEV_SIZES = {"sst2": 872, "mrpc": 408, "cola": 1_043, "qnli": 5_463, "rte": 277, "stsb": 1_500}  # dev.tsv rows
 
 
 @dataclass(frozen=True)
