@@ -231,8 +231,12 @@ def test_glue_cpu_rates_are_the_committed_selections_choice_inside_its_grid(glue
     table = candidates(frame)
     assert disagreements(table) == []
     done = table[table["chosen"]]
-    assert set(zip(done["task"], done["method"])) == {(t, "head") for t in profiles.head_chosen()} | {
+    assert set(zip(done["task"], done["method"])) == {
+        (t, "head") for t in profiles.head_chosen() if t not in profiles.NO_SKILL_HEAD_LR} | {
         (t, m) for t in profiles.rates_chosen() for m in ("vera", "lora", "full")}
+    for task in profiles.NO_SKILL_HEAD_LR:  # a head rate taken from another task only where no candidate learned
+        heads = table[(table["task"] == task) & (table["method"] == "head")]
+        assert len(heads) == len(profiles.SELECTION_GRID["head"]) and not heads["skill"].any()
     assert not done["edge"].any()
 
 

@@ -14,7 +14,7 @@ from veralab.experiment import RunConfig
 from veralab.studies.collect import flatten
 from veralab.studies.findings import Comparison, Finding, vera
 from veralab.studies.report import MARK_NOTES, check_section, comparison_table, results_report
-from veralab.studies.selection import candidates
+from veralab.studies.selection import candidates, selection_section
 from veralab.studies.verdicts import (
     MARGIN,
     compare,
@@ -307,12 +307,16 @@ def test_the_selection_takes_the_best_median_a_tie_to_the_lower_rate_and_flags_a
         return rows + [{**_record(task, seed, 0.0, lr=lr), "status": "failed"} for seed in failed]
     rows = (candidate("sst2", 1e-2, [0.80, 0.81]) + candidate("sst2", 3e-2, [0.79, 0.82])  # tied medians
             + candidate("sst2", 1e-1, [0.78, 0.79]) + candidate("sst2", 3e-1, [0.90], failed=[1])  # one seed diverged
-            + candidate("mrpc", 3e-3, [0.70, 0.71]) + candidate("mrpc", 1e-2, [0.60, 0.61]))
+            + candidate("mrpc", 3e-3, [0.70, 0.71]) + candidate("mrpc", 1e-2, [0.60, 0.61])
+            + candidate("rte", 1e-2, [0.512, 0.507]) + candidate("rte", 3e-2, [0.50, 0.51]))  # all at the majority
     table = candidates(pd.DataFrame(rows))
     chosen = table[table["chosen"]].set_index("task")
     assert chosen.loc["sst2", "rate"] == 1e-2 and chosen.loc["sst2", "edge"] == ""
     assert chosen.loc["mrpc", "rate"] == 3e-3 and chosen.loc["mrpc", "edge"] == "lowest"
     assert table.loc[table["rate"] == 3e-1, "failed"].iloc[0] == [1]
+    assert "rte" not in chosen.index and not table.loc[table["task"] == "rte", "skill"].any()  # noise chooses nothing
+    assert "| rte | vera | 0.01: 51.0 (51.2, 50.7); 0.03: 50.5 (50.0, 51.0) | none (no candidate shows skill) | |" in \
+        selection_section(table, 1000, [0, 1])
 
 
 def test_the_check_says_which_tasks_learn_and_why_rte_stays_off_the_cpu():

@@ -183,6 +183,10 @@ SELECTION_SEEDS = [0, 1]
 SELECTION_GRID = {"head": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), "vera": (3e-3, 1e-2, 3e-2, 1e-1, 3e-1),
                   "lora": (1e-3, 3e-3, 1e-2, 3e-2), "full": (3e-5, 1e-4, 3e-4, 1e-3)}
 GLUE_CPU_HEAD_LR = {"sst2": 3e-3, "stsb": 1e-2}  # chosen by glue_cpu_select_head
+# MRPC: no head-only candidate shows skill (all at the majority class: glue_cpu_select_head), so its ranking is noise
+# and chooses nothing; MRPC's heads train at STS-B's head rate, the one at which its check's LoRA and VeRA learned.
+NO_SKILL_HEAD_LR = {"mrpc": "stsb"}
+GLUE_CPU_HEAD_LR.update({task: GLUE_CPU_HEAD_LR[like] for task, like in NO_SKILL_HEAD_LR.items()})
 GLUE_CPU_LR = {"sst2": {"vera": 1e-1, "lora": 1e-2, "full": 3e-4},  # chosen by glue_cpu_select
                "stsb": {"vera": 3e-2, "lora": 3e-3, "full": 1e-4}}
 
@@ -213,10 +217,10 @@ def reduction_text(profile: str) -> str:
 
 
 def head_chosen() -> list[str]:
-    """The glue_cpu tasks whose head rate is chosen: they enter the adapters' selection. A task joins in stages: its
-    head rate (glue_cpu_select_head), then its adapters' rates with that head rate (glue_cpu_select), then its
-    studies (glue_cpu, glue_cpu_lower); each choice is written into the constants above, which a test and `veralab
-    results` check against the selection's records."""
+    """The glue_cpu tasks whose head rate is set: they enter the adapters' selection. A task joins in stages: its
+    head rate (glue_cpu_select_head; NO_SKILL_HEAD_LR where no head-only candidate shows skill), then its adapters'
+    rates with that head rate (glue_cpu_select), then its studies (glue_cpu, glue_cpu_lower); each choice is written
+    into the constants above, which a test and `veralab results` check against the selection's records."""
     return [t for t in GLUE_CPU_TASKS if t in GLUE_CPU_HEAD_LR]
 
 

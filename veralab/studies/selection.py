@@ -2,7 +2,9 @@
 the rate chosen, how far it separates from the next best, and whether it sits at the grid's edge.
 
 A candidate's score is its median over the selection seeds on the slice held out of the training split
-(`validation_holdout`); the highest median wins, a tie going to the lower rate (the steadier one).
+(`validation_holdout`); the highest median wins, a tie going to the lower rate (the steadier one). Only a candidate
+that shows skill (its median above the no-skill level by more than one run's standard error) can win: where none
+does, its rank is noise, so the selection chooses nothing and the profile says which rate it uses instead.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .profiles import GLUE_CPU_HEAD_LR, GLUE_CPU_LR, SELECTION_GRID
+from ..experiment.glue import GLUE_DIRS
+from .profiles import GLUE_CPU_HEAD_LR, GLUE_CPU_LR, NO_SKILL_HEAD_LR, SELECTION_GRID
+from .verdicts import skill
 
 RATE = {"head": "head_lr"}  # the rate a method's candidates differ in: the head's own for head only, else lr
 
 
 def candidates(frame: pd.DataFrame) -> pd.DataFrame:
-    """A row per (task, method, rate): median, seeds, per-seed scores and failed seeds (a diverged run), the chosen
-    one marked (among those where no seed failed), and whether it sits at its grid's edge."""
+    """A row per (task, method, rate): median, seeds, per-seed scores, failed seeds (a diverged run) and skill, the
+    chosen one marked (among those with skill where no seed failed), and whether it sits at its grid's edge."""
     runs = frame[frame["status"].isin(["ok", "failed"])].copy()
-    columns = ["task", "method", "rate", "median", "n", "scores", "failed", "chosen", "edge"]
+    columns = ["task", "method", "rate", "median", "n", "scores", "failed", "skill", "chosen", "edge"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     runs["rate"] = [float(r[RATE.get(r["method"], "lr")]) for _, r in runs.iterrows()]
@@ -29,7 +33,7 @@ def candidates(frame: pd.DataFrame) -> pd.DataFrame:
         scores = dict(zip(ok["run_seed"].astype(int), 100 * ok["score"].astype(float)))
         rows.append({"task": task, "method": method, "rate": rate,
                      "median": float(np.median(list(scores.values()))) if scores else float("nan"),
-                     "n": len(scores), "scores": scores,
+                     "n": len(scores), "scores": scores, "skill": bool(len(ok)) and not skill(ok),
                      "failed": sorted(int(s) for s in group.loc[group["status"] != "ok", "run_seed"])})
     table = pd.DataFrame(rows).sort_values(["task", "method", "rate"]).reset_index(drop=True)
     table["chosen"] = False
@@ -42,8 +46,10 @@ def candidates(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ranked(group: pd.DataFrame) -> pd.DataFrame:
-    """A task's and method's candidates where no seed failed, best first: highest median, a tie to the lower rate."""
-    return group[group["failed"].map(len) == 0].sort_values(["median", "rate"], ascending=[False, True])
+    """A task's and method's candidates that show skill and where no seed failed, best first: highest median, a tie
+    to the lower rate."""
+    eligible = group[(group["failed"].map(len) == 0) & group["skill"]]
+    return eligible.sort_values(["median", "rate"], ascending=[False, True])
 
 
 def grid_edge(method: str, rate: float) -> str:
@@ -89,7 +95,8 @@ def selection_section(table: pd.DataFrame, holdout: int, seeds: list[int]) -> li
         return ["No selection records: `make glue` runs the selection first.", ""]
     lines = [f"Every candidate ran on {holdout:,} training examples held out of the training split (never the dev "
              f"split that is scored), with the campaign's settings and seeds {', '.join(map(str, seeds))}; the "
-             "highest median among the candidates where no seed diverged wins (a tie: the lower rate). Head only "
+             "highest median among the candidates that show skill and where no seed diverged wins (a tie: the lower "
+             "rate; where none shows skill, nothing is chosen). Head only "
              "chose the head's rate, which every other method's head then used. Scores in points (× 100), per seed "
              "in brackets. Grids (each extended where a first, narrower grid's edge won): "
              + "; ".join(f"{m} {', '.join(f'{r:g}' for r in rates)}" for m, rates in SELECTION_GRID.items()) + ".",
@@ -103,7 +110,11 @@ def selection_section(table: pd.DataFrame, holdout: int, seeds: list[int]) -> li
             text = f"{r.rate:g}: " + (f"{r.median:.1f}" if r.scores else "–") + f" ({', '.join(seeds)})"
             cells.append(f"**{text}**" if r.chosen else text)
         if not group["chosen"].any():
-            lines.append(f"| {task} | {method} | {'; '.join(cells)} | none (every candidate failed) | |")
+            why = "every candidate failed" if (group["n"] == 0).all() else "no candidate shows skill"
+            used = profile_rates().get((task, method))
+            like = NO_SKILL_HEAD_LR.get(task) if method == "head" else None
+            instead = "" if not used else f"; the profile uses {used:g}" + (f", {GLUE_DIRS[like]}'s" if like else "")
+            lines.append(f"| {task} | {method} | {'; '.join(cells)} | none ({why}){instead} | |")
             continue
         chosen = group[group["chosen"]].iloc[0]
         gap = separation(table, task, method)
