@@ -82,8 +82,9 @@ figures: setup
 # MRPC/, RTE/, STS-B/ with train.tsv and dev.tsv>. First the learning-rate selection on a slice held out of the
 # training data (the head's rate, then every method's; `veralab results` says where a re-run chose otherwise than the
 # profile) and the check of MRPC and RTE on their whole training sets; then every study: the full `glue` profile where
-# torch sees a GPU, else the `glue_cpu` reduction with its lower-rate sensitivity rows (about 6 hours on 2 cores;
-# re-running resumes where it stopped). Records go to results/glue/<profile>, figures to figures/glue_*.
+# torch sees a GPU, else the `glue_cpu` reduction with its lower-rate sensitivity rows (about 47 worker-hours, a day
+# on 2 cores, most of it MRPC's whole training set; re-running resumes where it stopped). Records go to
+# results/glue/<profile>, figures to figures/glue_*.
 GLUE_DIR ?=
 GLUE_PROFILE ?= $(shell $(BIN)/python -c "import torch; print('glue' if torch.cuda.is_available() else 'glue_cpu')" \
                  2>/dev/null || echo glue_cpu)
