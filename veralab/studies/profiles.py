@@ -210,8 +210,8 @@ def reduction_text(profile: str) -> str:
         sizes = "; ".join(f"{GLUE_DIRS.get(t, t)}: " + (f"a seeded {n:,}-example subsample of its training set"
                                                        if n else "its whole training set")
                           for t, n in GLUE_CPU_TRAIN.items() if t in rates_chosen())
-        return (f"the CPU reduction (`glue_cpu`), the examples each task learns from in 3 epochs ({sizes}), the same "
-                f"examples for every method at a seed; {len(GLUE_CPU_SEEDS)} seeds (the paper's), "
+        return (f"the CPU reduction (`glue_cpu`), the examples each task learns from in {GLUE_EPOCHS} epochs "
+                f"({sizes}), the same examples for every method at a seed; {len(GLUE_CPU_SEEDS)} seeds (the paper's), "
                 f"{len(GLUE_CPU_CLOSE_SEEDS)} for the comparisons judged against a margin.")
     return f"the whole training sets and {len(GLUE_SEEDS)} seeds (`glue`)."
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..experiment.glue import GLUE_DEV_SIZES, GLUE_DIRS
 from .findings import Finding, glue_findings, vit_findings
-from .profiles import GLUE_CPU_TRAIN
+from .profiles import GLUE_CPU, GLUE_CPU_TRAIN
 from .selection import candidates, selection_section
 from .verdicts import (
     MARGIN,
@@ -19,6 +19,7 @@ from .verdicts import (
     POWER,
     VERDICT_RULES,
     compare,
+    counts,
     finding_verdict,
     one_run_error,
     skill,
@@ -74,7 +75,7 @@ def comparison_table(results: list[dict], outcome: str = "task verdict") -> list
     lines += ["", *legend, *([""] if legend else [])]
     for result in results:
         c, rows = result["comparison"], result["rows"]
-        counted = [r["task"] for r in rows if not r["verdict"].startswith("not informative")]
+        counted = [r["task"] for r in rows if counts(r["verdict"])]
         text = f"- {c.x_label} − {c.y_label} → **{result['verdict']}**: counted on {', '.join(counted) or 'no task'}"
         open_tasks = [r for r in rows if r["verdict"] == "inconclusive"]
         if open_tasks:
@@ -101,7 +102,7 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame, edges: d
                   "", *comparison_table(sensitivity, outcome="result at this rate"), ""]
     summary = "; ".join(f"{r['comparison'].x_label} − {r['comparison'].y_label}: " + (", ".join(
         f"{row['task']} {_signed(row['mean'])} {_interval(row)}"
-        + ("" if not row["verdict"].startswith("not informative") else " (not counted)") for row in r["rows"])
+        + ("" if counts(row["verdict"]) else " (not counted)") for row in r["rows"])
         or "not run yet") for r in results)
     return lines, overall, summary
 
@@ -188,9 +189,10 @@ def check_section(check: pd.DataFrame) -> list[str]:
     if ok.empty:
         return []
     lines = ["## Where MiniLM learns at the CPU budget", "",
-             "On 1,024 training examples MRPC's and RTE's arms stayed at the majority class (v1). Both were measured "
-             "on their whole training sets (less the held-out slice, which is scored; `glue_cpu_check`), 3 epochs, "
-             "2 seeds, at STS-B's rates:", "",
+             f"On {GLUE_CPU['max_train_samples']:,} training examples MRPC's and RTE's arms stayed at the majority "
+             "class (v1). Both were measured on their whole training sets (less the held-out slice, which is scored; "
+             f"`glue_cpu_check`), {int(ok['epochs'].iloc[0])} epochs, {ok['run_seed'].nunique()} seeds, at STS-B's "
+             "rates:", "",
              "| task | arm | held-out accuracy: median (per seed) | majority class | final training loss / constant "
              "answer's | skill |", "|---|---|---|---:|---|---|"]
     for (task, variant), runs in ok.groupby(["task", "variant"], sort=True):
@@ -216,10 +218,10 @@ def _check_reading(task: str, runs: pd.DataFrame) -> str:
         return text + ": they learn, so its studies run on the CPU, on its whole training set, once its rates are " \
                       "chosen on the held-out slice like the other tasks'."
     dev = GLUE_DEV_SIZES[task]
-    return (text + f": they have barely started to learn in 3 epochs, and its dev split has {dev} examples (one run's "
-            f"standard error {100 * one_run_error(0.5, dev):.1f} points at 50%), so the ablations' few-point "
-            f"differences would be the size of one run's noise. It stays in the `glue` profile (a GPU's: the paper "
-            f"trains RTE for 160 epochs).")
+    return (text + f": they have barely started to learn in {int(runs['epochs'].iloc[0])} epochs, and its dev split "
+            f"has {dev} examples (one run's standard error {100 * one_run_error(0.5, dev):.1f} points at 50%), so the "
+            f"ablations' few-point differences would be the size of one run's noise. It stays in the `glue` profile "
+            f"(a GPU's: the paper trains RTE for 160 epochs).")
 
 
 def results_report(glue: pd.DataFrame, *, rank: int, lora_rank: int, grids: dict,

@@ -118,13 +118,21 @@ def no_skill_level(runs: pd.DataFrame) -> float | None:
     return float(levels.iloc[0]) if len(levels) else None
 
 
+def no_skill_ceiling(runs: pd.DataFrame) -> float | None:
+    """The score at or below which a run or an arm shows no skill: the no-skill level plus one run's standard error
+    there (None where the level is unknown)."""
+    level = no_skill_level(runs)
+    if level is None:
+        return None
+    return level + one_run_error(max(level, 1e-9), runs["eval_size"].max(), runs["metric"].iloc[0])
+
+
 def skill(runs: pd.DataFrame, head: pd.DataFrame | None = None) -> str:
     """'' when the arm shows skill; else why not: its median within one standard error of the no-skill level, or, for
     an adapter arm, of head only's median (`head`: the task's head-only runs)."""
     median, examples = float(runs["score"].astype(float).median()), runs["eval_size"].max()
-    metric = runs["metric"].iloc[0]
-    level = no_skill_level(runs)
-    if level is not None and median <= level + one_run_error(max(level, 1e-9), examples, metric):
+    metric, ceiling = runs["metric"].iloc[0], no_skill_ceiling(runs)
+    if ceiling is not None and median <= ceiling:
         return NO_SKILL
     if head is not None and len(head) and (runs["method"] != "head").all():
         floor = float(head["score"].astype(float).median())
@@ -208,11 +216,10 @@ def flags(runs: pd.DataFrame, edges: dict | None = None) -> list[str]:
     rate = runs["head_lr" if method == "head" else "lr"].astype(float).iloc[0]
     if edge and np.isclose(edge[0], rate):
         found.append(f"rate at the grid's {edge[1]} edge")
-    scores, level = runs["score"].astype(float), no_skill_level(runs)
+    scores, ceiling = runs["score"].astype(float), no_skill_ceiling(runs)
     collapsed = runs["train_loss"].astype(float) >= runs["constant_loss"].astype(float)
-    if level is not None:
-        error = one_run_error(max(level, 1e-9), runs["eval_size"].max(), runs["metric"].iloc[0])
-        collapsed |= scores <= level + error
+    if ceiling is not None:
+        collapsed |= scores <= ceiling
     if collapsed.any():
         found.append(f"{collapsed.sum()} of {len(runs)} runs learned nothing (a final training loss at or above the "
                      f"constant answer's, or a score at the no-skill level): "
