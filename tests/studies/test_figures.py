@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from matplotlib.text import Text
 
 from veralab.studies.collect import collect_records, flatten
 from veralab.studies.figures import ablation_rank, init_ablation_figure, main_figure, make_all, rank_sweep_figure
@@ -150,6 +151,28 @@ def test_a_main_table_keeps_the_rank_sweeps_other_ranks_out(tmp_path):
     assert {"rte", "sst2"} <= set(table.columns) and all(c.endswith("(n=2)") for c in table["rte"])
     panels = [ax.get_title() for ax in rank_sweep_figure(collect_records(runs)).axes if ax.get_title()]
     assert panels == ["GLUE RTE dev"]
+
+
+def test_each_rank_label_names_its_own_marker_and_none_overlaps(tmp_path):
+    """VeRA's ranks 1-64 lie within 16% of each other on MiniLM's parameter axis (12 x (384 + r)): their labels must
+    still each point at their own marker (the review found "r=16" on the r=64 point) without covering each other."""
+    scores = {("vera", 1): 0.75, ("vera", 4): 0.76, ("vera", 16): 0.755, ("vera", 64): 0.78, ("vera", 256): 0.79,
+              ("vera", 1024): 0.787, ("lora", 1): 0.77, ("lora", 4): 0.8, ("lora", 16): 0.797}
+    runs = _glue_like(tmp_path, [("sst2", m, r, s, v + 0.002 * s) for (m, r), v in scores.items() for s in (0, 1, 2)])
+    figure = rank_sweep_figure(collect_records(runs))
+    figure.canvas.draw()
+    [ax] = [ax for ax in figure.axes if ax.get_title()]
+    labels = [t for t in ax.texts if t.get_gid() == "rank-label"]
+    assert len(labels) == len(scores)
+    params = {"vera": lambda r: 12 * (384 + r), "lora": lambda r: 12 * r * 768}
+    for label in labels:
+        rank = int(label.get_text().removeprefix("r="))
+        [(method, _)] = [(m, r) for (m, r) in scores if r == rank and params[m](r) == label.xy[0]]
+        assert label.xy == pytest.approx((params[method](rank), 100 * scores[method, rank] + 0.2))  # the median seed
+    boxes = [Text.get_window_extent(t) for t in labels]  # the text's own box, without its leader line
+    overlapping = [(a.get_text(), b.get_text()) for i, (a, box) in enumerate(zip(labels, boxes))
+                   for b, other in zip(labels[i + 1:], boxes[i + 1:]) if box.overlaps(other)]
+    assert not overlapping
 
 
 def test_a_learning_rate_search_is_shown_side_by_side_not_averaged():

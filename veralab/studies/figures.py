@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -66,19 +67,30 @@ def rank_sweep_tasks(frame: pd.DataFrame) -> list[str]:
     return sorted({task for (task, _), n in ranks.items() if n > 1})
 
 
+RANK_LABEL_GAP = 9  # points between the 7-point rank labels of a cluster
+
+
 def _label_ranks(ax, summary: pd.DataFrame) -> None:
-    """"r=..." at each rank's point, joined to its marker by a thin line: VeRA's ranks lie close together on the
-    parameter axis (12 x (384 + r) on MiniLM), so the labels of neighbours are fanned out above and below in turn,
-    each line showing which marker it names."""
-    for _, rows in summary.groupby("method"):
-        previous, stack = None, 0
-        for _, row in rows.sort_values("adapter_params").iterrows():
-            stack = stack + 1 if previous and row["adapter_params"] / previous < 1.3 else 0
-            previous = row["adapter_params"]
-            rise = 8 + 7 * (stack // 2)
+    """"r=..." beside each rank's point, joined to its own marker by a thin line. Points within 30% of each other on
+    the parameter axis form a cluster (VeRA's ranks up to 64 on MiniLM: 12 x (384 + r)); a cluster's labels stand in
+    a column left of it, in the order of their points' scores, RANK_LABEL_GAP points apart. The offsets are in
+    points: call it once the axes have their final size and limits."""
+    rows = summary.sort_values("adapter_params").reset_index(drop=True)
+    points = ax.transData.transform(rows[["adapter_params", "center"]].to_numpy(float)) * 72 / ax.figure.dpi
+    breaks = [i for i in range(1, len(rows)) if rows["adapter_params"][i] / rows["adapter_params"][i - 1] >= 1.3]
+    for members in np.split(np.arange(len(rows)), breaks):
+        order = sorted(members, key=lambda i: points[i, 1])
+        heights = [points[i, 1] for i in order]
+        for k in range(1, len(heights)):  # push apart upwards, then center the column on its points
+            heights[k] = max(heights[k], heights[k - 1] + RANK_LABEL_GAP)
+        shift = np.mean([points[i, 1] for i in order]) - np.mean(heights)
+        left = points[members, 0].min()
+        for i, height in zip(order, heights):
+            row = rows.iloc[i]
+            text = (left - 8 - points[i, 0], height + shift - points[i, 1]) if len(members) > 1 else (-6, 8)
             ax.annotate(f"r={int(row['rank'])}", (row["adapter_params"], row["center"]), fontsize=7,
-                        textcoords="offset points", xytext=(-6 + 5 * (stack % 2), rise if stack % 2 == 0 else -rise),
-                        ha="right", va="center", color=PALETTE[row["method"]],
+                        textcoords="offset points", xytext=text, ha="right", va="center",
+                        color=PALETTE[row["method"]], gid="rank-label",
                         arrowprops={"arrowstyle": "-", "lw": 0.5, "color": PALETTE[row["method"]],
                                     "shrinkA": 0, "shrinkB": 3})
 
@@ -98,6 +110,7 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
     if not tasks:
         empty_panel(axes[0][0], "no text task with VeRA or LoRA runs at several ranks")
     estimator, errorbar = seaborn_estimator(stat)
+    labels = []  # (axes, ranks to label), labelled once the layout is final
     for ax, task in zip(axes[0], tasks):
         sub, yours = split_yours(data[data["task"] == task])
         if sub.empty:  # nothing of the study on this task: the user's runs are it
@@ -110,7 +123,7 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
             sns.lineplot(adapters, x="adapter_params", y="percent", hue="method", hue_order=["vera", "lora"],
                          palette=PALETTE, estimator=estimator, errorbar=errorbar, err_style="bars", marker="o",
                          err_kws={"capsize": 3}, ax=ax)
-        _label_ranks(ax, summary[summary["method"] != "head"])
+        labels.append((ax, summary[summary["method"] != "head"]))
         majority_line(ax, sub)
         head = head_reference(ax, sub, score, stat)
         paper = paper_points(task, sub["model"].iloc[0])
@@ -118,8 +131,10 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
         for _, row in paper.iterrows():
             ax.scatter(row["adapter_params"], 100 * row["score"], marker="*", s=160, color=PALETTE[row["method"]],
                        edgecolor="k", zorder=5)
-        handles = [(plt.Line2D([], [], color=PALETTE[m], marker="o"), f"{METHOD_LABELS[m]} (n={n} per rank)")
-                   for m, n in summary[summary["method"] != "head"].groupby("method")["n"].min().items()]
+        seeds = summary[summary["method"] != "head"].groupby("method")["n"].agg(["min", "max"])
+        handles = [(plt.Line2D([], [], color=PALETTE[m], marker="o"),
+                    f"{METHOD_LABELS[m]} (n={lo}{'' if lo == hi else f'–{hi}'} per rank)")
+                   for m, (lo, hi) in seeds.iterrows()]
         handles += head + _rank_overlay(ax, sub, yours, score, stat)
         if not paper.empty:
             handles.append((plt.Line2D([], [], marker="*", color="k", ls="", markersize=10), "paper"))
@@ -131,7 +146,10 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
         ax.set_xlabel("adapter parameters (log scale; the task head is not counted)")
         ax.set_ylabel(f"{sub['metric'].iloc[0]} (%)")
         ax.set_title(TASK_LABELS.get(task, task), fontsize=9)
-    return finish(fig, "VeRA vs LoRA: score vs adapter parameters", data, score, stat, caption, own)
+    fig = finish(fig, "VeRA vs LoRA: score vs adapter parameters", data, score, stat, caption, own)
+    for ax, ranks in labels:
+        _label_ranks(ax, ranks)
+    return fig
 
 
 def _rank_overlay(ax, study: pd.DataFrame, yours: pd.DataFrame, score: str, stat: str) -> list:
