@@ -111,6 +111,8 @@ def rank_sweep_figure(frame: pd.DataFrame, score: str = "final", stat: str = "me
         if not paper.empty:
             handles.append((plt.Line2D([], [], marker="*", color="k", ls="", markersize=10), "paper"))
         ax.set_xscale("log")
+        if not adapters.empty:  # room left of the lowest ranks for their column of labels
+            ax.set_xlim(left=min(ax.get_xlim()[0], adapters["adapter_params"].min() / 1.6))
         at_least_min_span(ax)
         low, high = ax.get_ylim()  # room above and below for the stacked rank labels, which are not clipped
         ax.set_ylim(low - 0.08 * (high - low), high + 0.15 * (high - low))
