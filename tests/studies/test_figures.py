@@ -153,6 +153,22 @@ def test_a_main_table_keeps_the_rank_sweeps_other_ranks_out(tmp_path):
     assert panels == ["GLUE RTE dev"]
 
 
+def test_a_rank_sweep_on_the_main_tasks_stays_out_of_the_main_table(tmp_path):
+    """glue_cpu runs its rank sweep on the main table's tasks, at 5 seeds against the main table's 9: the main table
+    (and figure, and Table 2) keep LoRA r=8 and VeRA r=1024; where the ranks ran equally often, all are shown."""
+    main = [(task, method, rank, seed, 0.7) for task in ("sst2", "stsb") for seed in range(4)
+            for method, rank in (("head", 256), ("full", 256), ("lora", 8), ("vera", 1024))]
+    sweep = [(task, method, rank, seed, 0.6) for task in ("sst2", "stsb") for seed in range(2)
+             for method, rank in (("lora", 1), ("lora", 16), ("vera", 1), ("vera", 256))]
+    records = collect_records(_glue_like(tmp_path, main + sweep))
+    assert list(main_table(records, "text")["variant"]) == ["head only", "full fine-tune", "LoRA r=8", "VeRA r=1024"]
+    [ax] = [ax for ax in main_figure(records, "text").axes if ax.get_title() == "GLUE SST-2 dev"]
+    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == ["head only", "full fine-tune", "LoRA r=8",
+                                                                            "VeRA r=1024"]
+    tied = collect_records(_glue_like(tmp_path / "tied", [r for r in main + sweep if r[3] < 2]))
+    assert {"LoRA r=1", "LoRA r=8", "VeRA r=256", "VeRA r=1024"} <= set(main_table(tied, "text")["variant"])
+
+
 def test_each_rank_label_names_its_own_marker_and_none_overlaps(tmp_path):
     """VeRA's ranks 1-64 lie within 16% of each other on MiniLM's parameter axis (12 x (384 + r)): their labels must
     still each point at their own marker (the review found "r=16" on the r=64 point) without covering each other."""

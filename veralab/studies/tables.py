@@ -75,13 +75,16 @@ def cell(row, stat: str = "median") -> str:
 def main_runs(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """The method comparison of `kind` ("text" or "image"): the tasks with a full fine-tuning run, and of their
     runs the default variants present on every one of those tasks (head, full, one LoRA and one VeRA rank), so a
-    rank sweep's other ranks on the same tasks stay out of the table."""
+    rank sweep's other ranks stay out of the table: where the sweep runs on the same tasks, a model's method keeps
+    the variant with the most runs (the main table's, at more seeds than the sweep's: glue_cpu), all where tied."""
     data = ok_runs(frame)
     data = data[(data["kind"] == kind) & data["default_variant"].astype(bool)]
     tasks = sorted(data[data["method"] == "full"]["task"].unique())
     data = data[data["task"].isin(tasks)]
     common = set.intersection(*(set(g["variant"]) for _, g in data.groupby("task"))) if tasks else set()
-    return data[data["variant"].isin(common)]
+    data = data[data["variant"].isin(common)]
+    runs = data.groupby(["model", "method", "variant"])["task"].transform("size")
+    return data[runs == runs.groupby([data["model"], data["method"]]).transform("max")]
 
 
 def score_label(frame: pd.DataFrame, score: str = "final") -> str:
