@@ -264,6 +264,9 @@ def test_the_report_states_rules_power_one_task_findings_and_sensitivity_rows():
     assert "Sensitivity, not counted: the same comparisons with VeRA at its next grid rate down (sst2 0.01, " \
            "stsb 0.01)" in text
     assert "d only (b fixed at 1, d from 0)" in text
+    partial = results_report(frame, rank=1024, lora_rank=8, grids={"vector_ablation": {"tasks": ["sst2", "stsb"]}},
+                             lower=lower[lower["task"] == "sst2"])  # STS-B's lower-rate runs not there yet
+    assert "with VeRA at its next grid rate down (sst2 0.01)." in partial
     assert "bf16" not in text or "bf16 autocast" in text
     assert "148,610 parameters on SST-2 (148,225 on\n  STS-B's one output) counted as head" in text
     assert "sst2: full 0.0001 / 0.01, head – / 0.01, lora 0.003 / 0.01, vera 0.03 / 0.01; stsb:" in text

@@ -96,7 +96,8 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame, edges: d
     lines = [f"### {number}. {finding.title}: **{overall}**", "", f"Paper: {finding.paper}.", "",
              *comparison_table(results), *(f"- {note}" for note in finding.notes), ""]
     if lower is not None and not lower.empty:
-        rate = ", ".join(f"{t} {lr:g}" for t, lr in sorted(lower.groupby("task")["lr"].first().items()))
+        rates = lower[lower["method"] == "vera"].groupby("task")["lr"].first()  # (the heads have no VeRA rate)
+        rate = ", ".join(f"{t} {lr:g}" for t, lr in sorted(rates.items()))
         sensitivity = [compare(lower, finding, c, edges) for c in finding.comparisons]
         lines += [f"Sensitivity, not counted: the same comparisons with VeRA at its next grid rate down ({rate}).",
                   "", *comparison_table(sensitivity, outcome="result at this rate"), ""]
