@@ -136,7 +136,7 @@ def label_ranks(ax, summary: pd.DataFrame) -> None:
         heights = [points[i, 1] for i in order]
         for k in range(1, len(heights)):  # push apart upwards, then center the column on its points
             heights[k] = max(heights[k], heights[k - 1] + RANK_LABEL_GAP)
-        shift = np.mean([points[i, 1] for i in order]) - np.mean(heights)
+        shift = points[members, 1].mean() - np.mean(heights)
         left = points[members, 0].min()
         for i, height in zip(order, heights):
             row = rows.iloc[i]
