@@ -272,6 +272,25 @@ def test_the_report_states_rules_power_one_task_findings_and_sensitivity_rows():
     assert "sst2: full 0.0001 / 0.01, head – / 0.01, lora 0.003 / 0.01, vera 0.03 / 0.01; stsb:" in text
 
 
+def test_sensitivity_rows_are_complete_against_their_own_grids_seeds_not_the_campaigns():
+    frame = pd.DataFrame(_arm("sst2", 0.795, seeds=range(9)) + _arm("sst2", 0.77, train_b=False, d_init=0.0,
+                                                                      seeds=range(9))
+                         + _arm("sst2", 0.78, train_d=False, seeds=range(9)))  # both vectors, d only, b only
+    lower = frame[frame["run_seed"] < 5].assign(lr=1e-2)  # the lower-rate profile runs 5 of the campaign's 9 seeds
+    grids = {"vector_ablation": {"tasks": ["sst2"], "seeds": list(range(9))}}
+    lower_grids = {"vector_ablation": {"tasks": ["sst2"], "seeds": list(range(5))}}
+
+    def sensitivity(text):
+        return text.split("Sensitivity, not counted")[1].split("###")[0]
+
+    complete = results_report(frame, rank=1024, lora_rank=8, grids=grids, lower=lower, lower_grids=lower_grids)
+    assert "still missing" not in sensitivity(complete)
+    assert "still missing" in sensitivity(results_report(frame, rank=1024, lora_rank=8, grids=grids, lower=lower))
+    short = results_report(frame, rank=1024, lora_rank=8, grids=grids, lower=lower[lower["run_seed"] < 4],
+                           lower_grids=lower_grids)
+    assert "runs or seeds still missing on sst2" in sensitivity(short)
+
+
 def test_a_table_explains_only_the_marks_it_uses():
     skilled = _compare(_arm("sst2", 0.80) + _arm("sst2", 0.79, shared=False), vera(1024), vera(1024, shared=False),
                        "close")

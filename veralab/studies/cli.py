@@ -197,6 +197,7 @@ def _results(args) -> int:
         glue, rank=GLUE_RANK, lora_rank=GLUE_LORA_RANK,
         grids=PROFILES[args.profile],
         vit=records([args.vit_runs]), selection=records(args.selection), lower=records([args.lower]),
+        lower_grids=PROFILES.get(f"{args.profile}_lower"),
         check=records([args.check]), expected_runs=expected, reduction=reduction_text(args.profile),
         selection_info=(SELECTION_HOLDOUT, SELECTION_SEEDS), figures_prefix=args.figures_prefix,
         sources={"glue": args.runs, "lower rate": args.lower, "vit": args.vit_runs,

@@ -4,6 +4,7 @@ finding with its numbers, the sensitivity rows, the learning-rate selection and 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -88,9 +89,10 @@ def comparison_table(results: list[dict], outcome: str = "task verdict") -> list
 
 
 def finding_section(number: int, finding: Finding, frame: pd.DataFrame, edges: dict,
-                    lower: pd.DataFrame | None = None) -> tuple[list[str], str, str]:
+                    lower: pd.DataFrame | None = None, lower_grid: dict | None = None) -> tuple[list[str], str, str]:
     """(markdown lines, verdict, one-line summary) of a finding; `lower`: its runs at VeRA's next rate down, shown as
-    sensitivity rows that do not enter the verdict."""
+    sensitivity rows that do not enter the verdict, complete against their own grid's tasks and seeds (`lower_grid`;
+    the campaign's may run more seeds)."""
     results = [compare(frame, finding, c, edges) for c in finding.comparisons]
     overall = finding_verdict(results)
     lines = [f"### {number}. {finding.title}: **{overall}**", "", f"Paper: {finding.paper}.", "",
@@ -98,7 +100,8 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame, edges: d
     if lower is not None and not lower.empty:
         rates = lower[lower["method"] == "vera"].groupby("task")["lr"].first()  # (the heads have no VeRA rate)
         rate = ", ".join(f"{t} {lr:g}" for t, lr in sorted(rates.items()))
-        sensitivity = [compare(lower, finding, c, edges) for c in finding.comparisons]
+        at_lower = replace(finding, **{k: tuple(lower_grid[k]) for k in ("tasks", "seeds") if k in (lower_grid or {})})
+        sensitivity = [compare(lower, at_lower, c, edges) for c in finding.comparisons]
         lines += [f"Sensitivity, not counted: the same comparisons with VeRA at its next grid rate down ({rate}).",
                   "", *comparison_table(sensitivity, outcome="result at this rate"), ""]
     summary = "; ".join(f"{r['comparison'].x_label} − {r['comparison'].y_label}: " + (", ".join(
@@ -227,7 +230,8 @@ def _check_reading(task: str, runs: pd.DataFrame) -> str:
 
 def results_report(glue: pd.DataFrame, *, rank: int, lora_rank: int, grids: dict,
                    vit: pd.DataFrame | None = None, selection: pd.DataFrame | None = None,
-                   lower: pd.DataFrame | None = None, check: pd.DataFrame | None = None,
+                   lower: pd.DataFrame | None = None, lower_grids: dict | None = None,
+                   check: pd.DataFrame | None = None,
                    expected_runs: int | None = None, reduction: str = "", selection_info: tuple = (0, []),
                    figures_prefix: str = "figures/glue_", sources: dict | None = None) -> str:
     """RESULTS.md: what ran, what differs from the paper, the rules, a verdict per finding with its numbers."""
@@ -239,7 +243,8 @@ def results_report(glue: pd.DataFrame, *, rank: int, lora_rank: int, grids: dict
     sections, summary = [], []
     findings = glue_findings(rank, lora_rank, grids)
     for i, finding in enumerate(findings, 1):
-        lines, overall, numbers = finding_section(i, finding, glue, edges, lower if finding.ablation else None)
+        lines, overall, numbers = finding_section(i, finding, glue, edges, lower if finding.ablation else None,
+                                                  (lower_grids or {}).get(finding.study))
         sections += lines
         summary.append(f"| {i}. {finding.title} | **{overall}** | {numbers} |")
     if vit is not None and not vit.empty:
