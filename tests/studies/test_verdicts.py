@@ -341,6 +341,19 @@ def test_the_selection_takes_the_best_median_a_tie_to_the_lower_rate_and_flags_a
         selection_section(table, 1000, [0, 1])
 
 
+def test_a_selection_still_under_way_chooses_nothing_yet():
+    from veralab.studies.profiles import SELECTION_GRID
+
+    grid = SELECTION_GRID["vera"]
+    rows = [_record("mrpc", seed, 0.70 + 0.01 * i, lr=lr) for i, lr in enumerate(grid) for seed in (0, 1)]
+    complete = candidates(pd.DataFrame(rows), seeds=[0, 1])
+    assert complete["chosen"].sum() == 1 and not complete["pending"].any()
+    partial = candidates(pd.DataFrame(rows[:-3]), seeds=[0, 1])  # the top rate's runs and one seed of the next
+    assert not partial["chosen"].any() and set(partial["pending"]) == {3}
+    assert "| none (under way: 3 of its runs still to come) | |" in "\n".join(selection_section(partial, 1000, [0, 1]))
+    assert candidates(pd.DataFrame(rows[:-3]))["chosen"].sum() == 1  # without the seeds: a choice among those run
+
+
 def test_the_check_says_which_tasks_learn_and_why_rte_stays_off_the_cpu():
     rows = []
     for task, level, adapter, loss in (("mrpc", 0.67, 0.72, 0.50), ("rte", 0.505, 0.532, 0.665)):

@@ -236,7 +236,7 @@ def results_report(glue: pd.DataFrame, *, rank: int, lora_rank: int, grids: dict
                    figures_prefix: str = "figures/glue_", sources: dict | None = None) -> str:
     """RESULTS.md: what ran, what differs from the paper, the rules, a verdict per finding with its numbers."""
     ok = glue[glue["status"] == "ok"]
-    table = candidates(selection) if selection is not None else candidates(glue.iloc[0:0])
+    table = candidates(glue.iloc[0:0] if selection is None else selection, seeds=list(selection_info[1]) or None)
     edges = {(r.task, r.method): (r.rate, r.edge) for r in table.itertuples() if r.chosen and r.edge}
     heads = ok[ok["method"] == "head"]
     lower = pd.concat([lower, heads], ignore_index=True) if lower is not None and not lower.empty else None

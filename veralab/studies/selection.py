@@ -19,11 +19,13 @@ from .verdicts import skill
 RATE = {"head": "head_lr"}  # the rate a method's candidates differ in: the head's own for head only, else lr
 
 
-def candidates(frame: pd.DataFrame) -> pd.DataFrame:
+def candidates(frame: pd.DataFrame, seeds: list[int] | None = None) -> pd.DataFrame:
     """A row per (task, method, rate): median, seeds, per-seed scores, failed seeds (a diverged run) and skill, the
-    chosen one marked (among those with skill where no seed failed), and whether it sits at its grid's edge."""
+    chosen one marked (among those with skill where no seed failed), and whether it sits at its grid's edge. With
+    `seeds` (the selection's), a task's method still missing one of its grid's runs (`pending`, counted on its every
+    row) chooses nothing yet: a partial ranking is no choice."""
     runs = frame[frame["status"].isin(["ok", "failed"])].copy()
-    columns = ["task", "method", "rate", "median", "n", "scores", "failed", "skill", "chosen", "edge"]
+    columns = ["task", "method", "rate", "median", "n", "scores", "failed", "skill", "chosen", "edge", "pending"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     runs["rate"] = [float(r[RATE.get(r["method"], "lr")]) for _, r in runs.iterrows()]
@@ -36,10 +38,13 @@ def candidates(frame: pd.DataFrame) -> pd.DataFrame:
                      "n": len(scores), "scores": scores, "skill": bool(len(ok)) and not skill(ok),
                      "failed": sorted(int(s) for s in group.loc[group["status"] != "ok", "run_seed"])})
     table = pd.DataFrame(rows).sort_values(["task", "method", "rate"]).reset_index(drop=True)
-    table["chosen"] = False
-    for _, group in table.groupby(["task", "method"]):
+    table["chosen"], table["pending"] = False, 0
+    for (_, method), group in table.groupby(["task", "method"]):
+        if seeds is not None:
+            ran = int((group["n"] + group["failed"].map(len)).sum())
+            table.loc[group.index, "pending"] = max(0, len(SELECTION_GRID.get(method, ())) * len(seeds) - ran)
         ranked = _ranked(group)
-        if len(ranked):
+        if len(ranked) and not table.loc[group.index[0], "pending"]:
             table.loc[ranked.index[0], "chosen"] = True
     table["edge"] = [grid_edge(r.method, r.rate) if r.chosen else "" for r in table.itertuples()]
     return table[columns]
@@ -110,7 +115,9 @@ def selection_section(table: pd.DataFrame, holdout: int, seeds: list[int]) -> li
             text = f"{r.rate:g}: " + (f"{r.median:.1f}" if r.scores else "–") + f" ({', '.join(seeds)})"
             cells.append(f"**{text}**" if r.chosen else text)
         if not group["chosen"].any():
-            why = "every candidate failed" if (group["n"] == 0).all() else "no candidate shows skill"
+            pending = int(group["pending"].iloc[0])
+            why = (f"under way: {pending} of its runs still to come" if pending else
+                   "every candidate failed" if (group["n"] == 0).all() else "no candidate shows skill")
             used = profile_rates().get((task, method))
             like = NO_SKILL_HEAD_LR.get(task) if method == "head" else None
             instead = "" if not used else f"; the profile uses {used:g}" + (f", {GLUE_DIRS[like]}'s" if like else "")
