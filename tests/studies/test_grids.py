@@ -227,12 +227,12 @@ def test_glue_cpu_rates_are_the_committed_selections_choice_inside_its_grid(glue
     task_of = {p.run_dir.name: (name, p.params["task"]) for name in chosen
                for p in expand("main_table", load_grid("main_table", name), root / name, glue_dir)}
     expected = {run for run, (name, task) in task_of.items() if task in chosen[name]}
-    under_way = {run for run, (name, task) in task_of.items()  # a task whose adapters' selection has not ended
-                 if name == "glue_cpu_select" and task in set(profiles.head_chosen()) - set(profiles.rates_chosen())}
+    selecting = set(profiles.head_chosen()) - set(profiles.rates_chosen())  # adapters' selection not ended
+    under_way = {run for run, (name, task) in task_of.items() if name == "glue_cpu_select" and task in selecting}
     assert expected <= set(frame["name"]) <= expected | under_way and set(frame["status"]) == {"ok"}
     table = candidates(frame, seeds=profiles.SELECTION_SEEDS)  # a task's records come with the choice they make
     assert disagreements(table) == []
-    done = table[table["chosen"] & ~table["task"].isin(set(profiles.head_chosen()) - set(profiles.rates_chosen()))]
+    done = table[table["chosen"] & ~table["task"].isin(selecting)]
     assert set(zip(done["task"], done["method"])) == {  # (a task under way may have chosen for some methods)
         (t, "head") for t in profiles.head_chosen() if t not in profiles.NO_SKILL_HEAD_LR} | {
         (t, m) for t in profiles.rates_chosen() for m in ("vera", "lora", "full")}

@@ -40,11 +40,13 @@ def candidates(frame: pd.DataFrame, seeds: list[int] | None = None) -> pd.DataFr
     table = pd.DataFrame(rows).sort_values(["task", "method", "rate"]).reset_index(drop=True)
     table["chosen"], table["pending"] = False, 0
     for (_, method), group in table.groupby(["task", "method"]):
+        pending = 0
         if seeds is not None:
             ran = int((group["n"] + group["failed"].map(len)).sum())
-            table.loc[group.index, "pending"] = max(0, len(SELECTION_GRID.get(method, ())) * len(seeds) - ran)
+            pending = max(0, len(SELECTION_GRID.get(method, ())) * len(seeds) - ran)
+            table.loc[group.index, "pending"] = pending
         ranked = _ranked(group)
-        if len(ranked) and not table.loc[group.index[0], "pending"]:
+        if len(ranked) and not pending:
             table.loc[ranked.index[0], "chosen"] = True
     table["edge"] = [grid_edge(r.method, r.rate) if r.chosen else "" for r in table.itertuples()]
     return table[columns]
