@@ -188,7 +188,8 @@ GLUE_CPU_HEAD_LR = {"sst2": 3e-3, "stsb": 1e-2}  # chosen by glue_cpu_select_hea
 NO_SKILL_HEAD_LR = {"mrpc": "stsb"}
 GLUE_CPU_HEAD_LR.update({task: GLUE_CPU_HEAD_LR[like] for task, like in NO_SKILL_HEAD_LR.items()})
 GLUE_CPU_LR = {"sst2": {"vera": 1e-1, "lora": 1e-2, "full": 3e-4},  # chosen by glue_cpu_select
-               "stsb": {"vera": 3e-2, "lora": 3e-3, "full": 1e-4}}
+               "stsb": {"vera": 3e-2, "lora": 3e-3, "full": 1e-4},
+               "mrpc": {"vera": 3e-2, "lora": 3e-3, "full": 1e-4}}
 
 # glue_cpu, the reduction that fits a 2-core CPU: bf16 autocast (half the float32 time, within a point of it:
 # BENCHMARKS.md) and, per task, the training examples MiniLM learns from in 3 epochs (`max_train_samples`, the same
