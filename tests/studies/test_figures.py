@@ -15,7 +15,7 @@ from veralab.studies.grids import sweep_points
 from veralab.studies.notebook import load_records
 from veralab.studies.plotting import provenance
 from veralab.studies.profiles import PROFILES
-from veralab.studies.tables import aggregate, cell, main_table, results_table
+from veralab.studies.tables import aggregate, cell, counts_per_task, main_table, results_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS, FIGURES = ROOT / "results" / "default", ROOT / "figures"
@@ -50,6 +50,15 @@ def test_every_run_of_the_default_profile_is_ok_and_labelled(records, tmp_path):
     images = provenance(records[records["kind"] == "image"])
     assert "tiny ViT" in images and "seeds [0, 1, 2]" in images
     assert all(len(PROFILES["default"][s]["seeds"]) >= 3 for s in PROFILES["default"])
+
+
+def test_a_footer_names_each_tasks_count_where_the_tasks_differ():
+    frame = pd.DataFrame({"task": ["mrpc", "mrpc", "sst2", "stsb"], "train_size": [3668, 3668, 1024, 1024],
+                          "eval_size": [408, 408, 872, None]})
+    assert counts_per_task(frame, "train_size") == "mrpc 3,668, sst2 1,024, stsb 1,024"
+    assert counts_per_task(frame, "eval_size") == "mrpc 408, sst2 872"  # a task without the count is left out
+    assert counts_per_task(frame[frame["task"] != "mrpc"], "train_size") == "1,024"  # shared: said once
+    assert counts_per_task(frame.iloc[:0], "train_size") == ""
 
 
 def test_vit_table_has_the_four_methods_with_adapter_counts(records):

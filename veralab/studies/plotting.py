@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .tables import METHODS, SCORES, STATS, aggregate, check_one_setting, differing_keys, score_label
+from .tables import METHODS, SCORES, STATS, aggregate, check_one_setting, counts_per_task, differing_keys, score_label
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
 MODEL_LABELS = {"minilm": "all-MiniLM-L6-v2 (22.7M, embedded)",
@@ -56,8 +56,7 @@ def provenance(frame: pd.DataFrame, score: str = "final", stat: str = "median") 
     """Model · seeds · train size · score · statistic, for a figure's footer."""
     models = ", ".join(MODEL_LABELS.get(m, m) for m in sorted(frame["model"].dropna().unique()))
     seeds = sorted({int(s) for s in frame["run_seed"].dropna()})
-    sizes = sorted({int(s) for s in frame["train_size"].dropna()})
-    return (f"{models}; seeds {seeds}; {', '.join(f'{s:,}' for s in sizes)} training examples; score: "
+    return (f"{models}; seeds {seeds}; {counts_per_task(frame, 'train_size')} training examples; score: "
             f"{score_label(frame, score)}; {STATS[stat]}; dots: one per seed; {rates_text(frame)}")
 
 

@@ -93,9 +93,19 @@ def score_label(frame: pd.DataFrame, score: str = "final") -> str:
     if score == "best":
         return f"{metric}, best epoch on the validation split"
     splits = ", ".join(sorted(frame["score_split"].dropna().unique()))
-    sizes = sorted({int(s) for s in frame["eval_size"].dropna()})
-    examples = f" ({', '.join(f'{s:,}' for s in sizes)} examples)" if sizes else ""
-    return f"{metric}, final epoch, {splits} split{examples}"
+    sizes = counts_per_task(frame, "eval_size")
+    return f"{metric}, final epoch, {splits} split" + (f" ({sizes} examples)" if sizes else "")
+
+
+def counts_per_task(frame: pd.DataFrame, column: str) -> str:
+    """A count column's values, once where every task has the same, else named per task ('mrpc 3,668, sst2 1,024'):
+    a footer must not leave the reader to guess which task ran on which."""
+    per_task = {task: "/".join(f"{int(v):,}" for v in sorted(group[column].dropna().unique()))
+                for task, group in frame.groupby("task")}
+    per_task = {task: text for task, text in per_task.items() if text}
+    if len(set(per_task.values())) <= 1:
+        return next(iter(per_task.values()), "")
+    return ", ".join(f"{task} {text}" for task, text in per_task.items())
 
 
 # ---- tables ----------------------------------------------------------------------------------------------------
