@@ -202,7 +202,8 @@ def test_glue_dry_run_gives_every_glue_point_the_folder_and_a_study_it_lacks_is_
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(lines) == len({p["run"] for p in lines}) == (36 + 3 * 9 + 4 * 5 + 8 * 5) * len(profiles.rates_chosen())  # per task, shared points once
+    per_task = 36 + 3 * 9 + 4 * 5 + 8 * 5  # shared points run once
+    assert len(lines) == len({p["run"] for p in lines}) == per_task * len(profiles.rates_chosen())
     assert {p["glue_dir"] for p in lines} == {str(Path(glue_dir).resolve())}
     vit = subprocess.run([sys.executable, "-m", "veralab", "sweep", "vit", "--profile", "glue", "--dry-run"],
                          capture_output=True, text=True, timeout=120)

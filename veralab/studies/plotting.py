@@ -14,7 +14,17 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .tables import METHODS, SCORES, STATS, aggregate, check_one_setting, counts_per_task, differing_keys, score_label
+from .tables import (
+    METHODS,
+    SCORES,
+    STATS,
+    aggregate,
+    check_one_setting,
+    counts_per_task,
+    differing_keys,
+    once_or_per_task,
+    score_label,
+)
 
 PAPER_RESULTS = Path(__file__).resolve().parent / "paper_results.csv"
 MODEL_LABELS = {"minilm": "all-MiniLM-L6-v2 (22.7M, embedded)",
@@ -74,9 +84,7 @@ def rates_text(frame: pd.DataFrame) -> str:
             return head if method == "head" else f"lr {'/'.join(f'{v:g}' for v in sorted(lrs))}, {head}"
 
         texts = {t: rate(*v) for t, v in per_task.items()}
-        same = len(set(texts.values())) == 1
-        parts.append(f"{METHOD_LABELS[method]}: " + (next(iter(texts.values())) if same else
-                                                     "; ".join(f"{t}: {v}" for t, v in texts.items())))
+        parts.append(f"{METHOD_LABELS[method]}: " + once_or_per_task(texts, "{task}: {text}", "; "))
     return "learning rates: " + " | ".join(parts)
 
 

@@ -98,14 +98,18 @@ def score_label(frame: pd.DataFrame, score: str = "final") -> str:
 
 
 def counts_per_task(frame: pd.DataFrame, column: str) -> str:
-    """A count column's values, once where every task has the same, else named per task ('mrpc 3,668, sst2 1,024'):
-    a footer must not leave the reader to guess which task ran on which."""
-    per_task = {task: "/".join(f"{int(v):,}" for v in sorted(group[column].dropna().unique()))
-                for task, group in frame.groupby("task")}
-    per_task = {task: text for task, text in per_task.items() if text}
-    if len(set(per_task.values())) <= 1:
-        return next(iter(per_task.values()), "")
-    return ", ".join(f"{task} {text}" for task, text in per_task.items())
+    """A count column's values, once where every task has the same, else named per task ('mrpc 3,668, sst2 1,024')."""
+    return once_or_per_task({task: "/".join(f"{int(v):,}" for v in sorted(group[column].dropna().unique()))
+                             for task, group in frame.groupby("task")})
+
+
+def once_or_per_task(texts: dict[str, str], form: str = "{task} {text}", sep: str = ", ") -> str:
+    """Per-task texts said once where every task has the same, else each named: a footer must not leave the reader
+    to guess which task ran on which. Tasks without a text are left out."""
+    texts = {task: text for task, text in texts.items() if text}
+    if len(set(texts.values())) <= 1:
+        return next(iter(texts.values()), "")
+    return sep.join(form.format(task=task, text=text) for task, text in texts.items())
 
 
 # ---- tables ----------------------------------------------------------------------------------------------------
