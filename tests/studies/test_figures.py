@@ -5,6 +5,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.text import Text
@@ -13,7 +14,7 @@ from veralab.studies.collect import collect_records, flatten
 from veralab.studies.figures import ablation_rank, init_ablation_figure, main_figure, make_all, rank_sweep_figure
 from veralab.studies.grids import sweep_points
 from veralab.studies.notebook import load_records
-from veralab.studies.plotting import provenance
+from veralab.studies.plotting import PALETTE, provenance
 from veralab.studies.profiles import PROFILES
 from veralab.studies.tables import aggregate, cell, counts_per_task, main_table, results_table
 
@@ -198,6 +199,16 @@ def test_each_rank_label_names_its_own_marker_and_none_overlaps(tmp_path):
     overlapping = [(a.get_text(), b.get_text()) for i, (a, box) in enumerate(zip(labels, boxes))
                    for b, other in zip(labels[i + 1:], boxes[i + 1:]) if box.overlaps(other)]
     assert not overlapping
+    key = {label: (label.get_text(), label.get_color()) for label in labels}
+    markers = {key[label]: ax.transData.transform(label.xy) for label in labels}
+
+    def gap(box, point):
+        return np.hypot(max(box.x0 - point[0], 0, point[0] - box.x1), max(box.y0 - point[1], 0, point[1] - box.y1))
+
+    lone = {("r=256", PALETTE["vera"]), ("r=1024", PALETTE["vera"])} | {(f"r={r}", PALETTE["lora"]) for r in (1, 4, 16)}
+    for label, box in zip(labels, boxes):  # a lone point's label is nearer its own marker than any other's
+        if key[label] in lone:
+            assert min(markers, key=lambda other: gap(box, markers[other])) == key[label]
 
 
 def test_a_learning_rate_search_is_shown_side_by_side_not_averaged():

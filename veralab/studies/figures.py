@@ -33,7 +33,6 @@ from .plotting import (
     empty_panel,
     finish,
     head_reference,
-    label_ranks,
     majority_line,
     overlay_yours,
     panels,
@@ -44,6 +43,7 @@ from .plotting import (
     split_yours,
     styled,
 )
+from .rank_labels import label_ranks
 from .table2 import table2, to_latex, to_markdown
 from .tables import METHODS, aggregate, main_runs, main_table, ok_runs, results_table, split_settings, table_note
 

@@ -127,34 +127,6 @@ def finish(fig, title: str, frame: pd.DataFrame, score: str, stat: str, caption:
     return fig
 
 
-RANK_LABEL_GAP = 9  # points between the 7-point rank labels of a cluster
-
-
-def label_ranks(ax, summary: pd.DataFrame) -> None:
-    """"r=..." beside each rank's point, joined to its own marker by a thin line. Points within 30% of each other on
-    the parameter axis form a cluster (VeRA's ranks up to 64 on MiniLM: 12 x (384 + r)); a cluster's labels stand in
-    a column left of it, in the order of their points' scores, RANK_LABEL_GAP points apart. The offsets are in
-    points: call it once the axes have their final size and limits."""
-    rows = summary.sort_values("adapter_params").reset_index(drop=True)
-    points = ax.transData.transform(rows[["adapter_params", "center"]].to_numpy(float)) * 72 / ax.figure.dpi
-    breaks = [i for i in range(1, len(rows)) if rows["adapter_params"][i] / rows["adapter_params"][i - 1] >= 1.3]
-    for members in np.split(np.arange(len(rows)), breaks):
-        order = sorted(members, key=lambda i: points[i, 1])
-        heights = [points[i, 1] for i in order]
-        for k in range(1, len(heights)):  # push apart upwards, then center the column on its points
-            heights[k] = max(heights[k], heights[k - 1] + RANK_LABEL_GAP)
-        shift = points[members, 1].mean() - np.mean(heights)
-        left = points[members, 0].min()
-        for i, height in zip(order, heights):
-            row = rows.iloc[i]
-            text = (left - 8 - points[i, 0], height + shift - points[i, 1]) if len(members) > 1 else (-6, 8)
-            ax.annotate(f"r={int(row['rank'])}", (row["adapter_params"], row["center"]), fontsize=7,
-                        textcoords="offset points", xytext=text, ha="right", va="center",
-                        color=PALETTE[row["method"]], gid="rank-label",
-                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": PALETTE[row["method"]],
-                                    "shrinkA": 0, "shrinkB": 3})
-
-
 def empty_panel(ax, message="no runs for this panel yet"):
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#777777")
     ax.set_xticks([])
