@@ -3,7 +3,7 @@
 import pytest
 
 from veralab.experiment.glue import GLUE_DEV_SIZES, GlueDataError, read_glue_split
-from veralab.experiment.run import majority_class
+from veralab.experiment.metrics import majority_class
 
 OFFICIAL_SIZES = {("sst2", "train"): 67349, ("sst2", "dev"): 872, ("mrpc", "train"): 3668, ("mrpc", "dev"): 408,
                   ("rte", "train"): 2490, ("rte", "dev"): 277, ("stsb", "train"): 5749, ("stsb", "dev"): 1500}

@@ -9,9 +9,9 @@ import veralab as vl
 from veralab.core.checkpoint import count_parameters
 from veralab.core.config import ConfigError
 from veralab.experiment import RunConfig, run_experiment
+from veralab.experiment.metrics import constant_loss
 from veralab.experiment.models import tiny_vit
 from veralab.experiment.record import record_config
-from veralab.experiment.run import constant_loss
 from veralab.experiment.tasks import TaskError, hold_out, load_text_task
 
 

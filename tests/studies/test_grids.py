@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+import veralab.studies.paper_settings as paper_settings
 import veralab.studies.profiles as profiles
 from veralab.core.config import ConfigError
 from veralab.studies.grids import expand, load_grid
@@ -51,13 +52,13 @@ def test_paper_profile_uses_the_per_task_settings_of_the_replication():
     assert {p.params["model"] for p in rank} == {"roberta-base"}
     assert {p.params["batch_size"] for p in rank if p.params["method"] != "lora"} == {64}
     assert {p.params["max_length"] for p in rank} == {512}
-    assert profiles.LORA_BASE_TABLE["rte"] == (32, 80, 5e-4)  # the LoRA paper's RTE row (not the hybrid 4e-4)
+    assert paper_settings.LORA_BASE_TABLE["rte"] == (32, 80, 5e-4)  # the LoRA paper's RTE row (not the hybrid 4e-4)
     expected = {"rte": (160, 4e-3, 1e-2), "mrpc": (30, 1e-2, 4e-3), "cola": (80, 1e-2, 1e-2), "stsb": (80, 1e-2, 1e-2)}
     for task, (epochs, lr, head_lr) in expected.items():
         (vera,) = _by(rank, task=task, method="vera", rank=1024, run_seed=0)
         assert (vera["epochs"], vera["lr"], vera["head_lr"]) == (epochs, lr, head_lr), task
         (lora,) = _by(rank, task=task, method="lora", rank=8, run_seed=0)  # LoRA at its own paper's settings
-        batch, lora_epochs, lora_lr = profiles.LORA_BASE_TABLE[task]
+        batch, lora_epochs, lora_lr = paper_settings.LORA_BASE_TABLE[task]
         assert (lora["epochs"], lora["lr"], lora["head_lr"], lora["batch_size"], lora["weight_decay"]) == \
             (lora_epochs, lora_lr, lora_lr, batch, 0.1), task
     for study in ("init_ablation", "vector_ablation"):
@@ -72,10 +73,7 @@ def test_paper_profile_uses_the_per_task_settings_of_the_replication():
 
 
 def test_every_paper_setting_names_its_source():
-    source = Path(profiles.__file__).read_text()
-    block = source[source.index("# ---- paper:"):source.index("def _rank_points")] + \
-        source[source.index("# ---- paper: RoBERTa-large"):source.index("def _paper_main_table")]
-    settings = [line for line in block.splitlines()
+    settings = [line for line in Path(paper_settings.__file__).read_text().splitlines()
                 if re.match(r'\s+"\w+": ', line) or re.match(r"PAPER_\w+ = [^{]", line)]
     assert settings
     unsourced = [line for line in settings

@@ -1,4 +1,5 @@
-"""Task metrics as the paper reports them: accuracy; MRPC accuracy (and F1); CoLA Matthews; STS-B Pearson."""
+"""Task metrics as the paper reports them: accuracy; MRPC accuracy (and F1); CoLA Matthews; STS-B Pearson. And the
+no-skill levels a run must beat: the majority class's score, the best constant answer's training loss."""
 
 from __future__ import annotations
 
@@ -57,3 +58,21 @@ METRICS = {"accuracy": accuracy, "f1": f1, "matthews": matthews, "pearson": pear
 
 def compute(names: list[str], pred, gold) -> dict[str, float]:
     return {name: METRICS[name](pred, gold) for name in names}
+
+
+def majority_class(eval_labels: dict) -> dict:
+    """Per scored split, its most frequent label and that label's share: the best score any constant answer gets,
+    the level a classifier must beat to have learned anything (MRPC's dev split is 68% paraphrases)."""
+    found = {name: np.unique(np.asarray(labels), return_counts=True) for name, labels in eval_labels.items()}
+    return {"label": {name: int(values[counts.argmax()]) for name, (values, counts) in found.items()},
+            "accuracy": {name: round(float(counts.max() / counts.sum()), 6) for name, (_, counts) in found.items()}}
+
+
+def constant_loss(labels, num_labels: int) -> float:
+    """The training loss of the best constant answer (the label frequencies' entropy for cross-entropy, the labels'
+    variance for squared error): a run whose final training loss is not below it has learned nothing of the inputs."""
+    labels = np.asarray(labels, dtype=float if num_labels == 1 else int)
+    if num_labels == 1:
+        return round(float(labels.var()), 6)
+    shares = np.bincount(labels, minlength=num_labels) / len(labels)
+    return round(float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum()), 6)

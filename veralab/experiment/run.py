@@ -20,7 +20,7 @@ from ..core.inject import add_adapters
 from ..core.io import check_free_space, check_writable, exclusive, write_json_atomic
 from .config import RunConfig
 from .images import to_model_input
-from .metrics import compute
+from .metrics import compute, constant_loss, majority_class
 from .models import load_text_model, load_vision_model
 from .precision import autocast, check_precision
 from .record import RECORD, device_info, git_commit, peak_memory, read_record, record_config, versions
@@ -129,24 +129,6 @@ def check_max_length(max_length: int, model, tokenizer) -> None:
     if limits and max_length > min(limits):
         raise ConfigError(f"max_length {max_length} is longer than model {getattr(model, 'veralab_base_name', '')!r} "
                           f"can read; allowed: 1 to {min(limits)} tokens")
-
-
-def majority_class(eval_labels: dict) -> dict:
-    """Per scored split, its most frequent label and that label's share: the best score any constant answer gets,
-    the level a classifier must beat to have learned anything (MRPC's dev split is 68% paraphrases)."""
-    found = {name: np.unique(np.asarray(labels), return_counts=True) for name, labels in eval_labels.items()}
-    return {"label": {name: int(values[counts.argmax()]) for name, (values, counts) in found.items()},
-            "accuracy": {name: round(float(counts.max() / counts.sum()), 6) for name, (_, counts) in found.items()}}
-
-
-def constant_loss(labels, num_labels: int) -> float:
-    """The training loss of the best constant answer (the label frequencies' entropy for cross-entropy, the labels'
-    variance for squared error): a run whose final training loss is not below it has learned nothing of the inputs."""
-    labels = np.asarray(labels, dtype=float if num_labels == 1 else int)
-    if num_labels == 1:
-        return round(float(labels.var()), 6)
-    shares = np.bincount(labels, minlength=num_labels) / len(labels)
-    return round(float(-(shares[shares > 0] * np.log(shares[shares > 0])).sum()), 6)
 
 
 def grouped_by_length(order, lengths, batch_size: int, rng, chunk_batches: int = 8) -> np.ndarray:
