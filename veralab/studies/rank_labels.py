@@ -27,6 +27,7 @@ def label_ranks(ax, summary: pd.DataFrame) -> None:
     scale = ax.figure.dpi / 72  # display units per point
     points, lows, highs = (to_points(rows[["adapter_params", column]].to_numpy(float)) / scale
                            for column in ("center", "low", "high"))
+    lows, highs = (np.where(np.isnan(ends), points, ends) for ends in (lows, highs))  # one seed's spread: no bar
     breaks = [i for i in range(1, len(rows)) if rows["method"][i] != rows["method"][i - 1]
               or rows["adapter_params"][i] / rows["adapter_params"][i - 1] >= 1.3]
     placed, lone = [], []
