@@ -3,6 +3,7 @@ neighbour's (the review found "r=16" on the r=64 point)."""
 
 from __future__ import annotations
 
+import matplotlib.path
 import matplotlib.text
 import matplotlib.transforms
 import numpy as np
@@ -44,10 +45,21 @@ def label_ranks(ax, summary: pd.DataFrame) -> None:
         for i, height in zip(order, heights):
             offset = (left - 8 - points[i, 0], height + shift - points[i, 1])
             placed.append(_text_box(_rank_label(ax, rows.iloc[i], offset, "right")))
-    lines = np.concatenate([np.linspace(points[j], points[j + 1], 24) for j in range(len(rows) - 1)
-                            if rows["method"][j] == rows["method"][j + 1]] or [np.empty((0, 2))]) * scale
-    for i in lone:
+    shown = points * scale  # display units, as the text boxes
+    bar_lows, bar_highs = lows[:, 1] * scale, highs[:, 1] * scale
+    segments = [matplotlib.path.Path(shown[j:j + 2]) for j in range(len(rows) - 1)
+                if rows["method"][j] == rows["method"][j + 1]]
+
+    def clear(box, i) -> bool:
+        near, edge = box.padded(MARKER_CLEARANCE * scale), box.padded(2 * scale)
         others = [j for j in range(len(rows)) if j != i]
+        on_marker = any(near.contains(*shown[j]) for j in others)
+        on_bar = any(near.x0 <= shown[j, 0] <= near.x1 and bar_lows[j] <= box.y1 and bar_highs[j] >= box.y0
+                     for j in others)
+        on_line = any(segment.intersects_bbox(edge, filled=False) for segment in segments)
+        return not (on_marker or on_bar or on_line or any(box.overlaps(other) for other in placed))
+
+    for i in lone:
         places = (*LONE_LABEL_CORNERS, ((0, highs[i, 1] - points[i, 1] + 8), "center"),
                   ((0, lows[i, 1] - points[i, 1] - 8), "center"))
         label = _rank_label(ax, rows.iloc[i], *places[0])
@@ -55,12 +67,7 @@ def label_ranks(ax, summary: pd.DataFrame) -> None:
             label.xyann = offset
             label.set_horizontalalignment(align)
             box = _text_box(label)
-            near = box.padded(MARKER_CLEARANCE * scale)
-            edge = box.padded(2 * scale)
-            on_line = ((lines >= (edge.x0, edge.y0)) & (lines <= (edge.x1, edge.y1))).all(axis=1).any()
-            if not on_line and not any(box.overlaps(other) for other in placed) and \
-                    not any(near.contains(*points[j] * scale) or near.x0 <= points[j, 0] * scale <= near.x1
-                            and lows[j, 1] * scale <= box.y1 and highs[j, 1] * scale >= box.y0 for j in others):
+            if clear(box, i):
                 break
         placed.append(box)
 
