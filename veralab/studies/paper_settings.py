@@ -5,6 +5,7 @@ The `paper` profile (profiles.py) builds its grids from them."""
 # ---- paper: RoBERTa-base on GLUE -------------------------------------------------------------------------------
 PAPER_GLUE_TASKS = ["rte", "mrpc", "cola", "stsb"]  # the paper's ablation tasks
 PAPER_SEEDS = [0, 1, 2, 3, 4]  # paper: median of 5 runs
+PAPER_RANK = 1024  # paper: RoBERTa-base VeRA rank (paper, Table 2)
 PAPER_TEXT = {
     "model": "roberta-base",  # paper
     "batch_size": 64,  # public replication

@@ -29,6 +29,7 @@ from .paper_settings import (
     PAPER_LORA_BASE,
     PAPER_LORA_LARGE,
     PAPER_MAIN_TASKS,
+    PAPER_RANK,
     PAPER_SEEDS,
     PAPER_TEXT,
 )
@@ -41,7 +42,6 @@ def method_rates(lrs: dict) -> dict:
 
 
 ABLATION_RANK = 256  # default profile: VeRA rank of the ablation studies (our choice)
-PAPER_RANK = 1024  # paper: RoBERTa-base VeRA rank (paper, Table 2)
 
 # ---- default: embedded stand-ins (MiniLM on Rotten Tomatoes snippets; tiny ViT on MNIST-5k / digits) ----------
 # The embedded runs are short (a few hundred steps), so their learning rates sit above the paper's (which trains
