@@ -1,16 +1,19 @@
-"""A run's numeric precision: float32, or bf16 autocast where the hardware multiplies bf16 natively.
+"""A run's numeric precision: float32, or bf16 autocast.
 
 bf16 autocast runs the matrix products in bf16 while every trained tensor (vectors, LoRA factors, heads, full
 weights) and the optimizer state stay float32 parameters, as PEFT's mixed-precision training does. On a CPU it pays
-only with native bf16 matrix units (Intel AMX, AVX512-BF16 on Intel and AMD): elsewhere bf16 is emulated and slower
-than float32, so "auto" means float32 there and "bf16" is refused.
+only with native bf16 matrix units (Intel AMX, AVX512-BF16 on Intel and AMD), so "auto" means float32 elsewhere.
+An explicit "bf16" still runs there, so that a bf16 study can be continued or repeated on any CPU: PyTorch's own
+bf16 products on such a CPU take over ten times float32's time, so each one runs on float32 kernels instead, from
+the same bf16 operands (exact in float32), summed in float32 and rounded to bf16 once, which is what the native
+units compute (up to summation order, which differs between native units too). The record says which ran.
 """
 
 from __future__ import annotations
 
 import functools
 import platform
-from contextlib import AbstractContextManager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from ..core.config import ConfigError
@@ -65,21 +68,35 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def check_precision(precision: str, device: str) -> None:
-    """Refuse, before any work, a bf16 run on hardware that would only emulate bf16."""
-    if resolve_precision(precision, device) != "bf16":
-        return
-    if device.startswith("cuda"):
-        if not cuda_bf16():
-            raise ConfigError(f"precision 'bf16' was asked for but {device} has no bf16 support; use precision "
-                              f"'fp32' or 'auto'")
-    elif cpu_bf16_path() == "none":
-        raise ConfigError("precision 'bf16' was asked for but this CPU has no native bf16 matrix support (neither "
-                          "AMX-BF16 nor AVX512-BF16 in /proc/cpuinfo), where bf16 is emulated and slower than "
-                          "float32; use precision 'fp32' or 'auto' (float32 here)")
+    """Refuse, before any work, a bf16 run on a GPU without bf16."""
+    if resolve_precision(precision, device) == "bf16" and device.startswith("cuda") and not cuda_bf16():
+        raise ConfigError(f"precision 'bf16' was asked for but {device} has no bf16 support; use precision 'fp32' or "
+                          f"'auto'")
 
 
-def autocast(device_type: str, precision: str) -> AbstractContextManager:
+def bf16_products(device_type: str, precision: str) -> str | None:
+    """How a bf16 run's matrix products run: "native", "float32 kernels" (a CPU without bf16 units; see above), or
+    None for a float32 run or a GPU."""
+    if precision != "bf16" or device_type != "cpu":
+        return None
+    return "native" if cpu_bf16_path() != "none" else "float32 kernels"
+
+
+def float32_kernels(device_type: str, precision: str):
+    """The context under which a bf16 run's products (forward and backward) take float32 kernels; a no-op wherever
+    they run natively."""
+    if bf16_products(device_type, precision) != "float32 kernels":
+        return nullcontext()
+    from .bf16_on_float32 import Bf16ProductsInFloat32
+
+    return Bf16ProductsInFloat32()
+
+
+@contextmanager
+def autocast(device_type: str, precision: str):
     """The autocast a run trains and evaluates under: bf16, or none for fp32 (`precision` already resolved)."""
     import torch
 
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
+            float32_kernels(device_type, precision):
+        yield

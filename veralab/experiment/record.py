@@ -70,13 +70,16 @@ def git_commit() -> str | None:
     return (out.stdout.strip() + ("-dirty" if dirty else "")) if out.returncode == 0 else None
 
 
-def device_info(device) -> dict:
+def device_info(device, precision: str = "fp32") -> dict:
+    """The machine a run ran on; for a bf16 run on a CPU also how its bf16 products ran (see precision.py)."""
     import torch
 
-    from .precision import cpu_bf16_path
+    from .precision import bf16_products, cpu_bf16_path
 
     info = {"type": device.type, "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "cpu_bf16": cpu_bf16_path()}
+    if products := bf16_products(device.type, precision):
+        info["bf16_products"] = products
     if device.type == "cuda":
         info["name"] = torch.cuda.get_device_name(device)
     return info

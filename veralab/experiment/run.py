@@ -294,7 +294,8 @@ def _train_and_record(config: RunConfig, run_dir) -> dict:
     # the record holds the precision as resolved here ("auto" could resolve otherwise on the machine reading it)
     precision = config.resolved_precision()
     record = {"status": "running", "name": config.name(), "config": {**config.to_dict(), "precision": precision},
-              "kind": config.kind, "model": config.model_name, "device": device_info(device), "precision": precision,
+              "kind": config.kind, "model": config.model_name, "device": device_info(device, precision),
+              "precision": precision,
               "versions": versions(),
               "git_commit": git_commit(), "started": _now(started)}
     try:

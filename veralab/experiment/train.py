@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .precision import autocast, resolve_precision
+from .precision import autocast, float32_kernels, resolve_precision
 
 
 class TrainingDiverged(RuntimeError):
@@ -133,7 +133,8 @@ def fit(model, batches: Callable[[int], Iterable], steps_per_epoch: int, evaluat
             if len(pending) >= check_every:  # with check_every 1: before the update, so a NaN never reaches the weights
                 losses += read_losses(pending, epoch, step)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            with float32_kernels(device.type, precision):  # the backward pass's bf16 products, where autocast's are
+                loss.backward()
             if max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
