@@ -148,7 +148,7 @@ def test_collect_prints_a_compact_table_and_leaves_fields_a_method_has_no_use_fo
     assert done.returncode == 0, done.stderr
     header = done.stdout.splitlines()[0].split()
     assert header[:4] == ["name", "status", "task", "variant"] and "setting" not in header and "path" not in header
-    assert "69 records; 14 of 48 columns shown (--all-columns for every one" in done.stdout
+    assert "69 records; 14 of 49 columns shown (--all-columns for every one" in done.stdout
     assert max(len(line) for line in done.stdout.splitlines()) < 200
     wide = subprocess.run([sys.executable, "-m", "veralab", "collect", "--runs", str(RESULTS), "--all-columns"],
                           capture_output=True, text=True, timeout=120)

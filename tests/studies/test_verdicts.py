@@ -13,7 +13,7 @@ from veralab.core.config import AdapterConfig
 from veralab.experiment import RunConfig
 from veralab.studies.collect import flatten
 from veralab.studies.findings import Comparison, Finding, vera
-from veralab.studies.report import MARK_NOTES, check_section, comparison_table, results_report
+from veralab.studies.report import MARK_NOTES, check_section, comparison_table, results_report, what_ran
 from veralab.studies.selection import candidates, selection_section
 from veralab.studies.verdicts import (
     MARGIN,
@@ -33,7 +33,7 @@ SST2_MAJORITY = 0.509174
 
 
 def _record(task, seed, score, majority=SST2_MAJORITY, lr=3e-2, metric="accuracy", train_loss=0.3,
-            constant_loss=0.69, head_lr=1e-2, **adapter):
+            constant_loss=0.69, head_lr=1e-2, device=None, precision="bf16", **adapter):
     config = RunConfig(adapter=AdapterConfig(**{"method": "vera", "rank": 1024, **adapter}), task=task,
                        run_seed=seed, epochs=3, lr=lr if adapter.get("method", "vera") != "head" else None,
                        head_lr=head_lr)
@@ -48,7 +48,8 @@ def _record(task, seed, score, majority=SST2_MAJORITY, lr=3e-2, metric="accuracy
                     "epochs": [{"epoch": 3, "train_loss": train_loss}],
                     "params": {**counts, "trainable": counts["adapter"] + counts["head"], "total": 22_700_000},
                     "time": {"wall_seconds": 60.0, "samples_per_second": 50.0},
-                    "device": {"type": "cpu", "threads": 1}, "data": data})
+                    "device": device or {"type": "cpu", "threads": 1, "cpu_bf16": "amx"}, "precision": precision,
+                    "data": data})
 
 
 def _arm(task, base, seeds=range(5), **kwargs):
@@ -60,6 +61,20 @@ def _arm(task, base, seeds=range(5), **kwargs):
 def _compare(rows, x, y, claim, tasks=("sst2",), edges=None):
     finding = Finding("f", "", tasks, [Comparison(x, y, "X", "Y", claim)])
     return compare(pd.DataFrame(rows), finding, finding.comparisons[0], edges)
+
+
+def test_what_ran_says_how_each_bf16_runs_products_ran():
+    """Records before float32 kernels existed ran bf16 on native units only; newer ones say which path ran."""
+    zen3 = {"type": "cpu", "threads": 1, "cpu_bf16": "none", "bf16_products": "float32 kernels"}
+    rows = [_record("sst2", 0, 0.8), _record("sst2", 1, 0.8, device=zen3),
+            _record("sst2", 2, 0.8, device={"type": "cpu", "threads": 1, "cpu_bf16": "avx512_bf16",
+                                            "bf16_products": "native"}),
+            _record("sst2", 3, 0.8, precision="fp32", device={"type": "cpu", "threads": 1, "cpu_bf16": "none"})]
+    frame = pd.DataFrame(rows)
+    products = list(frame["bf16_products"])
+    assert products[:3] == ["native (amx)", "float32 kernels", "native (avx512_bf16)"] and pd.isna(products[3])
+    assert ('bf16 products (README, "Precision"): float32 kernels 1 runs, native (amx) 1 runs, '
+            'native (avx512_bf16) 1 runs') in what_ran(frame)
 
 
 # ---- statistics -----------------------------------------------------------------------------------------------

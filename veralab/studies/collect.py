@@ -88,8 +88,10 @@ def flatten(record: dict, path: Path | None = None) -> dict:
         row["wall_seconds"] = record["time"]["wall_seconds"]
         row["samples_per_second"] = record["time"]["samples_per_second"]
     row["error"] = record.get("error")
-    row["device"] = (record.get("device") or {}).get("type")
-    row["threads"] = (record.get("device") or {}).get("threads")
+    device = record.get("device") or {}
+    row["device"] = device.get("type")
+    row["threads"] = device.get("threads")
+    row["bf16_products"] = _bf16_products(device, record.get("precision"))
     data = record.get("data") or {}
     row["constant_loss"] = data.get("constant_loss")
     row["train_size"] = data.get("train_used")
@@ -97,6 +99,16 @@ def flatten(record: dict, path: Path | None = None) -> dict:
     row["majority_score"] = ((data.get("majority_class") or {}).get("accuracy") or {}).get(row.get("score_split"))
     row["path"] = str(path) if path else None
     return row
+
+
+def _bf16_products(device: dict, precision) -> str | None:
+    """How a bf16 CPU run's products ran: "native (amx)", "native (avx512_bf16)", "float32 kernels"; records
+    written before float32 kernels existed ran bf16 only on native units."""
+    if precision != "bf16" or device.get("type") != "cpu":
+        return None
+    if device.get("bf16_products", "native") == "native":
+        return f"native ({device.get('cpu_bf16')})"
+    return device["bf16_products"]
 
 
 COMPACT_COLUMNS = ("name", "status", "task", "variant", "run_seed", "epochs", "train_size", "lr", "head_lr", "metric",
@@ -147,7 +159,7 @@ def collect_records(runs="runs") -> pd.DataFrame:
     columns = ["name", "status", "kind", *CONFIG_COLUMNS, "variant", "default_variant", "setting", "metric", "score",
                "score_split", "score_best", "best_epoch", "adapter_params", "head_params", "trainable", "total",
                "adapter_bytes", "train_loss", "constant_loss", "wall_seconds", "samples_per_second", "error", "device",
-               "threads", "train_size", "eval_size", "majority_score", "path"]
+               "threads", "bf16_products", "train_size", "eval_size", "majority_score", "path"]
     frame = pd.DataFrame(rows, columns=columns)
     frame.attrs["skipped"] = skipped
     return frame

@@ -112,7 +112,8 @@ def finding_section(number: int, finding: Finding, frame: pd.DataFrame, edges: d
 
 
 def what_ran(frame: pd.DataFrame) -> list[str]:
-    """Model, data sizes, seeds, epochs, rates, precision, device and time of the records, one bullet each."""
+    """Model, data sizes, seeds, epochs, rates, precision (and how bf16 products ran), device and time of the records,
+    one bullet each."""
     ok = frame[frame["status"] == "ok"]
     settings = [json.loads(s) for s in ok["setting"]]
     sizes = ok.groupby("task").agg(train=("train_size", "max"), dev=("eval_size", "max"))
@@ -132,6 +133,8 @@ def what_ran(frame: pd.DataFrame) -> list[str]:
             f"{task}: " + ", ".join(f"{m} {r.adapter_lr or '–'} / {r.head_rate}" for (t, m), r in rates.iterrows()
                                     if t == task)
             for task in sorted(ok["task"].unique())),
+        *(["bf16 products (README, \"Precision\"): " + ", ".join(f"{path} {n} runs" for path, n in products.items())]
+          if len(products := ok["bf16_products"].value_counts().sort_index()) else []),
         f"{len(ok)} ok runs ({(frame['status'] != 'ok').sum()} not ok), {wall / 3600:.2f} CPU-worker hours in all",
         *(["majority class (the no-skill level of accuracy: the scored split's most frequent label): "
            + ", ".join(f"{task} {100 * v:.1f}" for task, v in levels.items())
