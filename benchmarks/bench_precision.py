@@ -7,7 +7,9 @@ batch of 32 and length cap of 128).
 Steps: head only, full fine-tuning, LoRA r=8, VeRA r=256 and r=1024, each model built twice (float32, and bf16 as
 a bf16 run builds it: eager attention) and timed one step (forward, backward, AdamW) per round, every row in every
 round, the order reversed each round; the median per row. One more row, VeRA r=1024 under bf16 with PyTorch's fused
-attention (SDPA), shows why bf16 runs switch to eager attention on the CPU. Writes precision_steps_cpu.csv / .md.
+attention (SDPA), shows why bf16 runs switch to eager attention on the CPU. On a CPU without bf16 units the bf16
+rows run their products on float32 kernels (precision.py), and one more row, VeRA r=1024 on PyTorch's own bf16
+kernels, shows why. Writes precision_steps_cpu.csv / .md (--stem).
 
 --records reads a sweep of benchmarks/precision_sweep.yaml (each glue_cpu main-table point in both precisions) and
 writes precision_points_cpu.csv / .md: per method, the wall time of a whole point (the executed notebook's, from
@@ -22,6 +24,7 @@ import json
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +37,7 @@ from report import write_table  # noqa: E402
 
 import veralab as vl  # noqa: E402
 from veralab.experiment import RunConfig  # noqa: E402
-from veralab.experiment.precision import autocast, cpu_bf16_path  # noqa: E402
+from veralab.experiment.precision import autocast, bf16_products, cpu_bf16_path, float32_kernels  # noqa: E402
 from veralab.studies.collect import collect_records, variant  # noqa: E402
 
 METHODS = {"head only": ("head", 1), "full fine-tune": ("full", 1), "LoRA r=8": ("lora", 8),
@@ -54,15 +57,18 @@ def minilm(method, rank, attention):
     return vl.add_adapters(model, vl.AdapterConfig(method=method, rank=rank))
 
 
-def training_step(model, inputs, labels, precision):
+def training_step(model, inputs, labels, precision, pytorch_kernels=False):
+    """One training step as `fit` takes it; `pytorch_kernels`: bf16 on PyTorch's own CPU kernels, as if veralab
+    never ran them on float32 kernels."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
     def step():
-        with autocast("cpu", precision):
+        with torch.autocast("cpu", dtype=torch.bfloat16) if pytorch_kernels else autocast("cpu", precision):
             logits = model(**inputs).logits
         loss = torch.nn.functional.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with nullcontext() if pytorch_kernels else float32_kernels("cpu", precision):
+            loss.backward()
         optimizer.step()
 
     return step
@@ -73,11 +79,16 @@ def steps(batch, tokens, rounds):
     inputs = {"input_ids": torch.randint(1000, 30000, (batch, tokens), generator=generator),
               "attention_mask": torch.ones(batch, tokens, dtype=torch.long)}
     labels = torch.randint(0, 2, (batch,), generator=generator)
-    rows = {}
+    rows, ours = {}, bf16_products("cpu", "bf16")
     for name, (method, rank) in METHODS.items():
         for precision, attention in (("fp32", "sdpa"), ("bf16", "eager")):
-            rows[name, precision, attention] = training_step(minilm(method, rank, attention), inputs, labels, precision)
-    rows["VeRA r=1024", "bf16", "sdpa"] = training_step(minilm("vera", 1024, "sdpa"), inputs, labels, "bf16")
+            products = ours if precision == "bf16" else "-"
+            rows[name, precision, attention, products] = training_step(minilm(method, rank, attention), inputs,
+                                                                       labels, precision)
+    rows["VeRA r=1024", "bf16", "sdpa", ours] = training_step(minilm("vera", 1024, "sdpa"), inputs, labels, "bf16")
+    if ours == "float32 kernels":
+        rows["VeRA r=1024", "bf16", "eager", "PyTorch's"] = training_step(minilm("vera", 1024, "eager"), inputs,
+                                                                          labels, "bf16", pytorch_kernels=True)
     for step in rows.values():
         step()  # warm-up
     times = {key: [] for key in rows}
@@ -89,11 +100,11 @@ def steps(batch, tokens, rounds):
             times[key].append((time.perf_counter() - start) * 1000)
         print(f"round {i + 1}/{rounds}", flush=True)
     out = []
-    for (name, precision, attention), values in times.items():
-        base = statistics.median(times[name, "fp32", "sdpa"])
+    for (name, precision, attention, products), values in times.items():
+        base = statistics.median(times[name, "fp32", "sdpa", "-"])
         ms = statistics.median(values)
         out.append({"tokens": f"{batch}x{tokens}", "method": name, "precision": precision, "attention": attention,
-                    "ms_per_step": round(ms, 1), "x_fp32": round(ms / base, 2)})
+                    "bf16_products": products, "ms_per_step": round(ms, 1), "x_fp32": round(ms / base, 2)})
     return out
 
 
@@ -181,7 +192,8 @@ def main():
     parser.add_argument("--tokens", nargs="+", type=int, default=[64, 128], help="tokens per example")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--stem", default="precision_points_cpu", help="--records: the tables' file name")
+    parser.add_argument("--stem", default=None,
+                        help="the tables' file name (default precision_steps_cpu; precision_points_cpu with --records)")
     parser.add_argument("--scores-only", action="store_true", help="--records from several sweeps: no times")
     parser.add_argument("--campaign", type=Path, default=None,
                         help="--records: estimate this float32 campaign's worker-hours in bf16 from the sample")
@@ -202,13 +214,13 @@ def main():
             header += f"; whole points: bf16 took {total['bf16'] / total['fp32']:.2f}x the float32 notebook time"
         if args.campaign:
             header += "\n\n" + campaign_estimate(frame, args.campaign, args.outside_s)
-        write_table(table, header, args.stem, out_dir=args.out)
+        write_table(table, header, args.stem or "precision_points_cpu", out_dir=args.out)
         return
     rows = []
     for tokens in args.tokens:
         rows += steps(args.batch, tokens, args.rounds)
     write_table(pd.DataFrame(rows), f"{where}; all-MiniLM-L6-v2, median of {args.rounds} interleaved rounds",
-                "precision_steps_cpu", out_dir=args.out)
+                args.stem or "precision_steps_cpu", out_dir=args.out)
 
 
 if __name__ == "__main__":
