@@ -339,12 +339,13 @@ def test_an_inconclusive_task_says_how_many_seeds_would_decide_it():
 
 
 def test_the_selection_takes_the_best_median_a_tie_to_the_lower_rate_and_flags_a_grid_edge():
-    def candidate(task, lr, scores, failed=()):
-        rows = [_record(task, seed, score, lr=lr) for seed, score in enumerate(scores)]
-        return rows + [{**_record(task, seed, 0.0, lr=lr), "status": "failed"} for seed in failed]
+    def candidate(task, lr, scores, failed=(), majority=SST2_MAJORITY):
+        rows = [_record(task, seed, score, majority, lr=lr) for seed, score in enumerate(scores)]
+        return rows + [{**_record(task, seed, 0.0, majority, lr=lr), "status": "failed"} for seed in failed]
     rows = (candidate("sst2", 1e-2, [0.80, 0.81]) + candidate("sst2", 3e-2, [0.79, 0.82])  # tied medians
             + candidate("sst2", 1e-1, [0.78, 0.79]) + candidate("sst2", 3e-1, [0.90], failed=[1])  # one seed diverged
             + candidate("mrpc", 3e-3, [0.70, 0.71]) + candidate("mrpc", 1e-2, [0.60, 0.61])
+            + candidate("qnli", 1e-2, [0.80, 0.81], majority=0.684) + candidate("qnli", 3e-2, [0.68, 0.69], majority=0.684)
             + candidate("rte", 1e-2, [0.512, 0.507]) + candidate("rte", 3e-2, [0.50, 0.51]))  # all at the majority
     table = candidates(pd.DataFrame(rows))
     chosen = table[table["chosen"]].set_index("task")
@@ -352,8 +353,11 @@ def test_the_selection_takes_the_best_median_a_tie_to_the_lower_rate_and_flags_a
     assert chosen.loc["mrpc", "rate"] == 3e-3 and chosen.loc["mrpc", "edge"] == "lowest"
     assert table.loc[table["rate"] == 3e-1, "failed"].iloc[0] == [1]
     assert "rte" not in chosen.index and not table.loc[table["task"] == "rte", "skill"].any()  # noise chooses nothing
-    assert "| rte | vera | 0.01: 51.0 (51.2, 50.7); 0.03: 50.5 (50.0, 51.0) | none (no candidate shows skill) | |" in \
-        selection_section(table, 1000, [0, 1])
+    section = selection_section(table, 1000, [0, 1])
+    assert "| rte | vera | 0.01: 51.0 (51.2, 50.7); 0.03: 50.5 (50.0, 51.0) | none (no candidate shows skill) | |" in section
+    assert "| 0.01 | +0.0 over 0.03 (+1.0, -1.0) |" in "\n".join(section)  # sst2: paired by seed
+    assert "| 0.003 (at the grid's lowest rate) | +10.0 over 0.01 (+10.0, +10.0) |" in "\n".join(section)  # mrpc
+    assert "| 0.01 | the only candidate that shows skill |" in "\n".join(section)  # qnli: 3e-2 at its majority class
 
 
 def test_a_selection_still_under_way_chooses_nothing_yet():
