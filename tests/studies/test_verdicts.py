@@ -354,10 +354,11 @@ def test_the_selection_takes_the_best_median_a_tie_to_the_lower_rate_and_flags_a
     assert table.loc[table["rate"] == 3e-1, "failed"].iloc[0] == [1]
     assert "rte" not in chosen.index and not table.loc[table["task"] == "rte", "skill"].any()  # noise chooses nothing
     section = selection_section(table, 1000, [0, 1])
+    text = "\n".join(section)
     assert "| rte | vera | 0.01: 51.0 (51.2, 50.7); 0.03: 50.5 (50.0, 51.0) | none (no candidate shows skill) | |" in section
-    assert "| 0.01 | +0.0 over 0.03 (+1.0, -1.0) |" in "\n".join(section)  # sst2: paired by seed
-    assert "| 0.003 (at the grid's lowest rate) | +10.0 over 0.01 (+10.0, +10.0) |" in "\n".join(section)  # mrpc
-    assert "| 0.01 | the only candidate that shows skill |" in "\n".join(section)  # qnli: 3e-2 at its majority class
+    assert "| 0.01 | +0.0 over 0.03 (+1.0, -1.0) |" in text  # sst2: paired by seed
+    assert "| 0.003 (at the grid's lowest rate) | +10.0 over 0.01 (+10.0, +10.0) |" in text  # mrpc
+    assert "| 0.01 | the only candidate that shows skill and where no seed diverged |" in text  # qnli: 3e-2 at its majority
 
 
 def test_a_selection_still_under_way_chooses_nothing_yet():

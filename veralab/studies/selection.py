@@ -128,7 +128,7 @@ def selection_section(table: pd.DataFrame, holdout: int, seeds: list[int]) -> li
         chosen = group[group["chosen"]].iloc[0]
         gap = separation(table, task, method)
         margin = (f"{gap['mean']:+.1f} over {gap['runner_up']:g} ({', '.join(f'{d:+.1f}' for d in gap['differences'])})"
-                  if gap else "the only candidate that shows skill")
+                  if gap else "the only candidate that shows skill and where no seed diverged")
         edge = f" (at the grid's {chosen['edge']} rate)" if chosen["edge"] else ""
         lines.append(f"| {task} | {method} | {'; '.join(cells)} | {chosen['rate']:g}{edge} | {margin} |")
     lines.append("")
